@@ -1,0 +1,3 @@
+module svcconf/ci/kit/runc-wrapper
+
+go 1.24
