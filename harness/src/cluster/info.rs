@@ -1,0 +1,70 @@
+//! Facts about a connected cluster (version, nodes, proxy mode) and the wait
+//! for a fresh cluster to be usable.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use super::proxy_mode::detect_proxy_mode;
+use crate::kube::wait::{self, WaitError};
+use crate::model::{ClusterInfo, ProxyMode};
+
+/// Reads what the reports carry about the cluster.
+pub async fn describe_cluster(
+    client: &Client,
+    mode: ProxyMode,
+    name: &str,
+    provider: &str,
+) -> Result<ClusterInfo, kube::Error> {
+    let version = client.apiserver_version().await?.git_version;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .len();
+    let detected_mode = detect_proxy_mode(client).await.map(|d| d.to_string());
+    Ok(ClusterInfo {
+        mode,
+        detected_mode,
+        name: name.to_string(),
+        provider: provider.to_string(),
+        kubernetes_version: version,
+        nodes,
+    })
+}
+
+/// Waits until `nodes` nodes are Ready, kube-proxy runs on each, and CoreDNS
+/// is available: what cases need from a cluster.
+pub async fn wait_cluster_ready(
+    client: &Client,
+    nodes: usize,
+    deadline: Duration,
+) -> Result<(), WaitError> {
+    wait::until(
+        Api::<Node>::all(client.clone()),
+        None,
+        format!("{nodes} nodes Ready"),
+        deadline,
+        wait::nodes_ready(nodes),
+    )
+    .await?;
+    wait::until(
+        Api::<DaemonSet>::namespaced(client.clone(), "kube-system"),
+        Some("metadata.name=kube-proxy"),
+        "DaemonSet kube-proxy in kube-system ready on every node".into(),
+        deadline,
+        wait::daemonset_ready("kube-proxy"),
+    )
+    .await?;
+    wait::until(
+        Api::<Deployment>::namespaced(client.clone(), "kube-system"),
+        Some("metadata.name=coredns"),
+        "Deployment coredns in kube-system available".into(),
+        deadline,
+        wait::deployment_available("coredns"),
+    )
+    .await
+}

@@ -1,0 +1,168 @@
+//! Server-side apply of fixture objects into a case's namespace, with the
+//! API resource of each kind found through discovery (cached per kind).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, ApiCapabilities, Scope};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::model::ObjectPatch;
+
+pub const FIELD_MANAGER: &str = "svcconf";
+const CRD_DEADLINE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{kind} {name}: the cluster does not serve {api_version}")]
+    Unknown {
+        api_version: String,
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "{kind} {name} is cluster-scoped; fixtures may only hold namespaced objects (and CRDs)"
+    )]
+    ClusterScoped { kind: String, name: String },
+    #[error("{kind} {name}: apply refused")]
+    Refused {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {name}: not a valid object")]
+    Malformed {
+        kind: String,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("CustomResourceDefinition {name} not Established within {}s", CRD_DEADLINE.as_secs())]
+    CrdNotEstablished { name: String },
+}
+
+/// Applies objects; remembers what discovery said about each kind.
+pub struct Applier {
+    client: Client,
+    resources: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+}
+
+impl Applier {
+    pub fn new(client: Client) -> Self {
+        Applier {
+            client,
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), ApplyError> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        if let Some(found) = self.resources.lock().await.get(&gvk) {
+            return Ok(found.clone());
+        }
+        let found = discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|source| ApplyError::Unknown {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                name: name.to_string(),
+                source,
+            })?;
+        self.resources.lock().await.insert(gvk, found.clone());
+        Ok(found)
+    }
+
+    fn api(&self, namespace: &str, ar: &ApiResource, caps: &ApiCapabilities) -> Api<DynamicObject> {
+        if caps.scope == Scope::Namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, ar)
+        } else {
+            Api::all_with(self.client.clone(), ar)
+        }
+    }
+
+    /// Server-side applies `doc` into `namespace` (force: svcconf owns
+    /// every field it sets). A CRD is waited on until Established, so the
+    /// objects after it can use it.
+    pub async fn apply(&self, namespace: &str, doc: &Value) -> Result<(), ApplyError> {
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
+        let is_crd = kind == "CustomResourceDefinition";
+        if caps.scope != Scope::Namespaced && !is_crd {
+            return Err(ApplyError::ClusterScoped { kind, name });
+        }
+        let object: DynamicObject =
+            serde_json::from_value(doc.clone()).map_err(|source| ApplyError::Malformed {
+                kind: kind.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        self.api(namespace, &ar, &caps)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map_err(|source| ApplyError::Refused {
+                kind: kind.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        if is_crd {
+            let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+            let established = await_condition(crds, &name, conditions::is_crd_established());
+            match tokio::time::timeout(CRD_DEADLINE, established).await {
+                Ok(Ok(_)) => {
+                    // New kinds: forget cached discovery answers.
+                    self.resources.lock().await.clear();
+                }
+                _ => return Err(ApplyError::CrdNotEstablished { name }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a JSON merge patch (a case's sabotage) to one object.
+    pub async fn merge_patch(
+        &self,
+        namespace: &str,
+        patch: &ObjectPatch,
+    ) -> Result<(), ApplyError> {
+        let (ar, caps) = self
+            .resolve(&patch.api_version, &patch.kind, &patch.name)
+            .await?;
+        self.api(namespace, &ar, &caps)
+            .patch(
+                &patch.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch.merge),
+            )
+            .await
+            .map_err(|source| ApplyError::Refused {
+                kind: patch.kind.clone(),
+                name: patch.name.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! One fresh namespace per case run, labelled as svcconf's so cleanup finds
+//! every one of them without a state file.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+use rand::distr::{Alphanumeric, SampleString};
+
+pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "svcconf";
+pub const RUN_KEY: &str = "svcconf.io/run";
+pub const CASE_KEY: &str = "svcconf.io/case";
+
+/// Five lowercase letters/digits, as Kubernetes' generateName does.
+pub fn random_suffix() -> String {
+    Alphanumeric
+        .sample_string(&mut rand::rng(), 5)
+        .to_ascii_lowercase()
+}
+
+/// `svcconf-<case>-<random5>`.
+pub fn namespace_name(case: &str) -> String {
+    format!("svcconf-{case}-{}", random_suffix())
+}
+
+/// Creates the namespace for one run of `case`. Pod Security `restricted` is
+/// enforced: the fixtures' probe pods run as non-root with nothing added, and
+/// this proves it.
+pub async fn create(client: &Client, case: &str, run_id: &str) -> Result<String, kube::Error> {
+    let name = namespace_name(case);
+    let labels = BTreeMap::from([
+        (MANAGED_BY_KEY.to_string(), MANAGED_BY.to_string()),
+        (RUN_KEY.to_string(), run_id.to_string()),
+        (CASE_KEY.to_string(), case.to_string()),
+        (
+            "pod-security.kubernetes.io/enforce".to_string(),
+            "restricted".to_string(),
+        ),
+    ]);
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(name)
+}
+
+/// Deletes a namespace; one already gone is fine.
+pub async fn delete(client: &Client, name: &str) -> Result<(), kube::Error> {
+    match Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes every namespace of run `run_id` (or of any svcconf run when
+/// `None`), and waits up to `deadline` for them to be gone. Returns the names.
+pub async fn delete_all(
+    client: &Client,
+    run_id: Option<&str>,
+    deadline: Duration,
+) -> Result<Vec<String>, kube::Error> {
+    let api = Api::<Namespace>::all(client.clone());
+    let selector = match run_id {
+        Some(id) => format!("{MANAGED_BY_KEY}={MANAGED_BY},{RUN_KEY}={id}"),
+        None => format!("{MANAGED_BY_KEY}={MANAGED_BY}"),
+    };
+    let names: Vec<String> = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    for name in &names {
+        delete(client, name).await?;
+    }
+    let _ = super::wait::until_config(
+        api,
+        kube::runtime::watcher::Config::default().labels(&selector),
+        format!("namespaces {selector} deleted"),
+        deadline,
+        |left: &[&Namespace]| super::wait::Progress {
+            done: left.is_empty(),
+            status: format!("{} left", left.len()),
+        },
+    )
+    .await;
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_dns_labels() {
+        let name = super::namespace_name("clusterip-basic");
+        assert!(name.starts_with("svcconf-clusterip-basic-"));
+        assert_eq!(name.len(), "svcconf-clusterip-basic-".len() + 5);
+        assert!(name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    }
+}

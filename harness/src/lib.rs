@@ -1,0 +1,49 @@
+//! svcconf checks Kubernetes Service networking on real clusters, in each
+//! kube-proxy mode (iptables, nftables, ipvs), and writes JUnit.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//!
+//! ```text
+//! cluster  →  fixture  →  probe  →  verdict  →  report
+//! (kind per   (YAML,      (in-pod   (expected    (terminal table,
+//!  mode, or   server-side  exec)     vs observed) JUnit, JSON)
+//!  kubeconfig) applied, waited on)
+//! ```
+//!
+//! [`model`] is the pure vocabulary (cases, assertions, observations,
+//! events); [`runner`] drives the stages and emits [`model::Event`]s that the
+//! [`report`]ers consume. Cases are data (`suites/cases/<suite>/<case>.yaml`)
+//! and fixtures plain Kubernetes YAML (`fixtures/`), loaded by [`catalog`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use svcconf_harness::{catalog::Project, fixture::Fixtures, kube::manifest::ImageMap};
+//! use svcconf_harness::model::{ProxyMode, Variant};
+//! use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines, Provider};
+//!
+//! let project = Project::discover(None)?;
+//! let catalog = project.load_catalog()?;
+//! let clusters = Clusters::new(Provider::Kubeconfig(Default::default()), Deadlines::default());
+//! let cluster = clusters.bring_up(ProxyMode::Iptables, &|line| eprintln!("{line}")).await?;
+//! let fixtures = Arc::new(Fixtures::new(project, ImageMap::default()));
+//! let runner = CaseRunner::new(cluster, fixtures, "demo1".into(), Deadlines::default());
+//! let result = runner.run(catalog.get("clusterip-basic").unwrap(), Variant::Plain).await;
+//! println!("{}: {:?}", result.key, result.outcome);
+//! # Ok(()) }
+//! ```
+
+pub mod catalog;
+pub mod cluster;
+pub mod error;
+pub mod fixture;
+pub mod kube;
+pub mod model;
+pub mod probe;
+pub mod report;
+pub mod resolve;
+pub mod runner;
+pub mod steps;
+pub mod verdict;
+
+pub use error::Error;

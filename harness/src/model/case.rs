@@ -1,0 +1,510 @@
+//! A case is data: the fixtures it needs, what must be ready before traffic
+//! flows, the checks (traffic from a placement + what is expected), and the
+//! sabotage that must make it fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Assertion, ProxyMode};
+
+/// One case, as declared in `suites/cases/<suite>/<name>.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Case {
+    /// Unique across the catalog: the JUnit name and the filter target.
+    pub name: String,
+    /// The suite it belongs to (`routing`, `dns`, ...).
+    pub suite: String,
+    #[serde(default)]
+    pub description: String,
+    /// Fixture files, relative to `fixtures/`, applied in order into the
+    /// case's namespace.
+    pub fixtures: Vec<String>,
+    /// What must hold before any traffic is sent.
+    #[serde(default)]
+    pub ready: Vec<Readiness>,
+    /// Checks before any step; may be empty when the steps have checks
+    /// (the behaviour needs a step first, e.g. an address put on a node).
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// Changes made after `checks` passed, each followed by its own checks
+    /// (a pod made unready, a scale change). Run in order; each step's
+    /// checks must pass before the next step starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// The declared mutation that must turn this case into a failure.
+    pub sabotage: Sabotage,
+}
+
+/// One change to the case's objects, what must follow from it within a
+/// deadline, and the checks that must then pass.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// Done in order.
+    pub actions: Vec<Action>,
+    /// What must hold after the actions, within `withinSeconds`. Unlike a
+    /// case's `ready`, a step's settle is an expectation: missing the
+    /// deadline fails the case (it does not error it).
+    #[serde(default)]
+    pub settle: Vec<Readiness>,
+    #[serde(default = "default_within")]
+    pub within_seconds: u64,
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+fn default_within() -> u64 {
+    30
+}
+
+/// Something a step does to the case's objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Action {
+    /// A JSON merge patch (`spec.replicas` for a scale change).
+    Patch(ObjectPatch),
+    /// An HTTP GET sent from a client pod to one ready pod matching `pods`
+    /// (the first by name), e.g. `/fail-readiness` on a probe backend.
+    HttpGet {
+        pods: String,
+        port: u16,
+        path: String,
+    },
+    /// Puts `address` (a template, e.g. `${spareIP:1}`) on the kind node
+    /// `node` (`0`, `with=<selector>`, `without=<selector>`) as
+    /// `ip addr add <address>/32 dev eth0` does; removed when the case ends,
+    /// whatever its outcome.
+    NodeAddress { node: String, address: String },
+    /// Server-side applies one object (rendered first, so it may use
+    /// placeholders such as `${containerIP:server}`).
+    Apply(serde_json::Value),
+    /// Starts `image args...` as a docker container on the `kind` network,
+    /// next to the cluster (a server outside it), with hostname `name`;
+    /// removed when the case ends. `${containerIP:<name>}` is its address.
+    Container {
+        name: String,
+        image: String,
+        #[serde(default)]
+        args: Vec<String>,
+    },
+}
+
+/// Something to wait for, each with the harness's deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Readiness {
+    /// The Deployment of this name has all its replicas available.
+    Deployment(String),
+    /// The DaemonSet of this name has a ready pod on every node it targets.
+    DaemonSet(String),
+    /// The Service's EndpointSlices hold exactly `ready` ready endpoints, and
+    /// (when given) exactly these target ports.
+    EndpointSlices {
+        service: String,
+        ready: usize,
+        #[serde(default)]
+        ports: Vec<u16>,
+    },
+}
+
+/// Traffic from one place, and what must be observed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    pub from: ClientPlacement,
+    pub probe: Probe,
+    pub expect: Vec<Assertion>,
+    /// Replaces `expect` in the modes where kube-proxy legitimately differs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect_by_mode: BTreeMap<ProxyMode, Vec<Assertion>>,
+}
+
+impl Check {
+    /// The assertions that apply in `mode`.
+    pub fn expectations(&self, mode: ProxyMode) -> &[Assertion] {
+        self.expect_by_mode.get(&mode).unwrap_or(&self.expect)
+    }
+}
+
+/// Where the client runs. Client pods come from a DaemonSet in the case's
+/// namespace, so "same node" and "other node" are explicit choices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ClientPlacement {
+    /// A client pod on a node that runs no pod matching this label selector.
+    OtherNodeThan(String),
+    /// A client pod on a node that runs a pod matching this label selector.
+    SameNodeAs(String),
+    /// Any client pod.
+    AnyNode,
+    /// The harness process, outside the cluster (on kind: the host, over
+    /// the docker bridge). HTTP and TCP only.
+    External,
+}
+
+/// The traffic: one probe role, run inside a client pod. Targets may use
+/// `${namespace}` and `${clusterIP:<service>}`, resolved at run time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Probe {
+    /// `count` HTTP GETs without keep-alive against `http://<target><path>`.
+    Http {
+        target: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_path")]
+        path: String,
+        /// Pause between requests (affinity timeouts), 0 by default.
+        #[serde(default, rename = "intervalMs", skip_serializing_if = "is_zero")]
+        interval_ms: u32,
+    },
+    /// One TCP connection attempt.
+    Tcp { target: String },
+    /// One query through the pod's resolver.
+    Dns {
+        name: String,
+        #[serde(rename = "type")]
+        record_type: String,
+        /// Query the name as absolute (no search list).
+        #[serde(default, rename = "noSearch")]
+        no_search: bool,
+    },
+}
+
+fn default_count() -> u32 {
+    30
+}
+
+fn default_path() -> String {
+    "/".to_string()
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Probe {
+    /// One-line description for logs and evidence.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Http {
+                target,
+                count,
+                path,
+                interval_ms,
+            } => {
+                let every = if *interval_ms > 0 {
+                    format!(" every {interval_ms}ms")
+                } else {
+                    String::new()
+                };
+                format!("http {target}{path} x{count}{every}")
+            }
+            Probe::Tcp { target } => format!("tcp {target}"),
+            Probe::Dns {
+                name, record_type, ..
+            } => format!("dns {name} {record_type}"),
+        }
+    }
+}
+
+/// The mutation applied after the fixture in a sabotaged run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sabotage {
+    pub description: String,
+    pub patch: ObjectPatch,
+    /// What to wait for once the patch is in, so the probes see its effect
+    /// and not kube-proxy's lag.
+    #[serde(default)]
+    pub settle: Vec<Readiness>,
+}
+
+/// A JSON merge patch on one object of the case's namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectPatch {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub merge: serde_json::Value,
+}
+
+/// A case declaration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("case {case:?}: {problem}")]
+    Invalid { case: String, problem: String },
+    #[error("case name {name:?} is declared twice ({first} and {second})")]
+    Duplicate {
+        name: String,
+        first: String,
+        second: String,
+    },
+}
+
+impl Case {
+    /// `suite/name`, for people.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.suite, self.name)
+    }
+
+    /// Checks what the type system cannot: names usable in namespace names,
+    /// something to check, unique check names.
+    pub fn validate(&self) -> Result<(), CaseError> {
+        let invalid = |problem: String| CaseError::Invalid {
+            case: self.name.clone(),
+            problem,
+        };
+        // The namespace is `svcconf-<name>-<5 random>`: keep it a DNS label.
+        if !is_dns_label(&self.name) || self.name.len() > 40 {
+            return Err(invalid(
+                "name must be a DNS label of at most 40 characters".into(),
+            ));
+        }
+        if !is_dns_label(&self.suite) {
+            return Err(invalid(format!(
+                "suite {:?} must be a DNS label",
+                self.suite
+            )));
+        }
+        if self.fixtures.is_empty() {
+            return Err(invalid("declares no fixtures".into()));
+        }
+        let mut steps = BTreeSet::new();
+        for step in &self.steps {
+            if !steps.insert(step.name.as_str()) {
+                return Err(invalid(format!("step {:?} is declared twice", step.name)));
+            }
+            if step.settle.is_empty() && step.checks.is_empty() {
+                return Err(invalid(format!(
+                    "step {:?} expects nothing (no settle, no checks)",
+                    step.name
+                )));
+            }
+        }
+        if self.checks.is_empty() && self.steps.iter().all(|s| s.checks.is_empty()) {
+            return Err(invalid("declares no checks".into()));
+        }
+        let mut seen = BTreeSet::new();
+        let all_checks = self
+            .checks
+            .iter()
+            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        for check in all_checks {
+            if !seen.insert(check.name.as_str()) {
+                return Err(invalid(format!("check {:?} is declared twice", check.name)));
+            }
+            if check.expect.is_empty() {
+                return Err(invalid(format!("check {:?} expects nothing", check.name)));
+            }
+            if let Some((mode, _)) = check.expect_by_mode.iter().find(|(_, a)| a.is_empty()) {
+                return Err(invalid(format!(
+                    "check {:?} expects nothing in {mode}",
+                    check.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Every case svcconf knows, validated and with unique names.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    cases: Vec<Case>,
+}
+
+impl Catalog {
+    /// Builds a catalog from `(origin, case)` pairs; `origin` names where the
+    /// case came from in error messages.
+    pub fn new(cases: impl IntoIterator<Item = (String, Case)>) -> Result<Self, CaseError> {
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (origin, case) in cases {
+            case.validate()?;
+            if let Some(first) = origins.insert(case.name.clone(), origin.clone()) {
+                return Err(CaseError::Duplicate {
+                    name: case.name,
+                    first,
+                    second: origin,
+                });
+            }
+            out.push(case);
+        }
+        out.sort_by(|a, b| (&a.suite, &a.name).cmp(&(&b.suite, &b.name)));
+        Ok(Catalog { cases: out })
+    }
+
+    pub fn cases(&self) -> &[Case] {
+        &self.cases
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Case> {
+        self.cases.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CASE: &str = r#"
+name: clusterip-basic
+suite: routing
+fixtures: [routing/clusterip-basic.yaml]
+ready:
+  - deployment: web
+  - endpointSlices: {service: web, ready: 3, ports: [8080]}
+checks:
+  - name: via-clusterip
+    from: {otherNodeThan: app=web}
+    probe: {http: {target: "${clusterIP:web}:80"}}
+    expect:
+      - allOk
+      - backends: {pods: app=web, count: 3}
+    expectByMode:
+      nftables: [allOk]
+sabotage:
+  description: selector matches nothing
+  patch: {apiVersion: v1, kind: Service, name: web, merge: {spec: {selector: {app: nothing}}}}
+  settle: [{endpointSlices: {service: web, ready: 0}}]
+"#;
+
+    fn case() -> Case {
+        serde_saphyr::from_str(CASE).unwrap()
+    }
+
+    #[test]
+    fn parses_a_declaration() {
+        let case = case();
+        assert_eq!(case.ready[0], Readiness::Deployment("web".into()));
+        let check = &case.checks[0];
+        assert_eq!(check.from, ClientPlacement::OtherNodeThan("app=web".into()));
+        assert_eq!(check.expectations(ProxyMode::Iptables).len(), 2);
+        assert_eq!(check.expectations(ProxyMode::Nftables), &[Assertion::AllOk]);
+        assert!(matches!(&check.probe, Probe::Http { count: 30, path, .. } if path == "/"));
+        assert_eq!(
+            case.sabotage.patch.merge["spec"]["selector"]["app"],
+            "nothing"
+        );
+        case.validate().unwrap();
+    }
+
+    #[test]
+    fn names_are_unique_in_a_catalog() {
+        let err = Catalog::new([("a.yaml".into(), case()), ("b.yaml".into(), case())]).unwrap_err();
+        assert!(matches!(err, CaseError::Duplicate { .. }), "{err}");
+        assert!(err.to_string().contains("a.yaml and b.yaml"), "{err}");
+    }
+
+    #[test]
+    fn rejects_names_that_cannot_name_a_namespace() {
+        let mut c = case();
+        c.name = "Cluster_IP".into();
+        assert!(c.validate().is_err());
+        let mut c = case();
+        c.checks[0].expect.clear();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("expects nothing"));
+    }
+
+    const STEPS: &str = r#"
+name: endpoints-readiness
+suite: routing
+fixtures: [routing/endpoints-readiness.yaml]
+steps:
+  - name: unready
+    actions:
+      - httpGet: {pods: app=web, port: 8080, path: /fail-readiness}
+      - patch: {apiVersion: apps/v1, kind: Deployment, name: web, merge: {spec: {replicas: 1}}}
+      - nodeAddress: {node: "1", address: "${spareIP:1}"}
+      - container: {name: server, image: svcconf/probe:dev, args: [serve]}
+      - apply: {apiVersion: v1, kind: Endpoints, metadata: {name: outside}}
+    settle: [{endpointSlices: {service: web, ready: 2}}]
+    withinSeconds: 20
+    checks:
+      - name: two-ready
+        from: external
+        probe: {http: {target: "${nodeIP:0}:30066", intervalMs: 2600}}
+        expect: [allOk, oneBackend, {minBackends: 2}, {status: 503}, clientIpNotClient]
+sabotage:
+  description: publishNotReadyAddresses
+  patch: {apiVersion: v1, kind: Service, name: web, merge: {spec: {publishNotReadyAddresses: true}}}
+  settle: [{endpointSlices: {service: web, ready: 3}}]
+"#;
+
+    #[test]
+    fn parses_steps_and_allows_checks_only_in_steps() {
+        let case: Case = serde_saphyr::from_str(STEPS).unwrap();
+        case.validate().unwrap();
+        let step = &case.steps[0];
+        assert_eq!(step.within_seconds, 20);
+        assert_eq!(step.actions.len(), 5);
+        assert_eq!(
+            step.actions[0],
+            Action::HttpGet {
+                pods: "app=web".into(),
+                port: 8080,
+                path: "/fail-readiness".into()
+            }
+        );
+        assert!(matches!(&step.actions[3], Action::Container { args, .. } if args == &["serve"]));
+        let check = &step.checks[0];
+        assert_eq!(check.from, ClientPlacement::External);
+        assert!(matches!(
+            check.probe,
+            Probe::Http {
+                interval_ms: 2600,
+                count: 30,
+                ..
+            }
+        ));
+        assert_eq!(check.expect[2], Assertion::MinBackends(2));
+
+        let mut twice = case.clone();
+        twice.steps.push(twice.steps[0].clone());
+        assert!(twice
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("declared twice"));
+        let mut nothing = case.clone();
+        nothing.steps[0].checks.clear();
+        nothing.steps[0].settle.clear();
+        assert!(nothing
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("expects nothing"));
+        let mut no_checks = case;
+        no_checks.steps[0].checks.clear();
+        assert!(no_checks
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("declares no checks"));
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let text = CASE.replace("suite: routing", "suite: routing\nsuites: typo");
+        assert!(serde_saphyr::from_str::<Case>(&text).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! What a run reports as it goes. The runner emits these; reporters (terminal,
+//! JUnit, JSON) consume them, so a new reporter never touches the runner.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::ProxyMode;
+
+/// Plain runs check the cluster; sabotaged runs check the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    Plain,
+    /// The case's sabotage is applied after its fixtures; the run passes
+    /// only if the case then fails.
+    Sabotaged,
+}
+
+/// One planned run of one case in one mode.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseKey {
+    pub mode: ProxyMode,
+    pub suite: String,
+    pub case: String,
+    pub variant: Variant,
+}
+
+impl CaseKey {
+    /// The JUnit testcase name: the case name, with `::sabotaged` for the
+    /// sabotaged variant.
+    pub fn case_name(&self) -> String {
+        match self.variant {
+            Variant::Plain => self.case.clone(),
+            Variant::Sabotaged => format!("{}::sabotaged", self.case),
+        }
+    }
+}
+
+impl fmt::Display for CaseKey {
+    /// `<mode>::<suite>::<case>[::sabotaged]`, the test name filters match.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{}::{}", self.mode, self.suite, self.case_name())
+    }
+}
+
+/// How one run of a case ended, from the test's point of view (for a
+/// sabotaged run, `Passed` means the sabotage was detected).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum CaseOutcome {
+    Passed,
+    /// An expectation did not hold: one line, expected vs observed.
+    Failed {
+        message: String,
+    },
+    /// No result: the case could not be run to a verdict. Counts as a failure.
+    Error {
+        message: String,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+impl CaseOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CaseOutcome::Passed => "pass",
+            CaseOutcome::Failed { .. } => "FAIL",
+            CaseOutcome::Error { .. } => "ERROR",
+            CaseOutcome::Skipped { .. } => "skip",
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, CaseOutcome::Passed | CaseOutcome::Skipped { .. })
+    }
+
+    /// The one line explaining a non-pass.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            CaseOutcome::Passed => None,
+            CaseOutcome::Failed { message } | CaseOutcome::Error { message } => Some(message),
+            CaseOutcome::Skipped { reason } => Some(reason),
+        }
+    }
+}
+
+/// The result of one run of a case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseResult {
+    pub key: CaseKey,
+    pub outcome: CaseOutcome,
+    pub seconds: f64,
+    /// The namespace the case ran in, if it got that far.
+    pub namespace: Option<String>,
+    /// Probe evidence (commands and their JSON), for system-out.
+    pub evidence: String,
+}
+
+/// What a reporter needs to know about the cluster a mode ran on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    /// The mode asked for.
+    pub mode: ProxyMode,
+    /// The mode kube-proxy says it runs, and how that was found out.
+    pub detected_mode: Option<String>,
+    pub name: String,
+    /// `kind` or `kubeconfig`.
+    pub provider: String,
+    pub kubernetes_version: String,
+    pub nodes: usize,
+}
+
+/// Everything a run reports, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "event")]
+pub enum Event {
+    /// Every run that will be attempted; a reporter turns any of them that
+    /// never finishes into an error ("no result is a failure").
+    RunStarted {
+        planned: Vec<CaseKey>,
+    },
+    /// A mode cannot run on this host or cluster (e.g. ipvs without IP_VS):
+    /// its cases are skipped with this reason.
+    ModeUnavailable {
+        mode: ProxyMode,
+        reason: String,
+    },
+    /// The cluster for a mode could not be brought up: its cases error.
+    ClusterFailed {
+        mode: ProxyMode,
+        reason: String,
+    },
+    ClusterReady {
+        cluster: ClusterInfo,
+        seconds: f64,
+    },
+    CaseStarted {
+        key: CaseKey,
+    },
+    /// Something slow is happening (a wait, a cluster being created).
+    Progress {
+        mode: Option<ProxyMode>,
+        message: String,
+    },
+    CaseFinished {
+        result: CaseResult,
+    },
+    RunFinished {
+        seconds: f64,
+        interrupted: bool,
+    },
+}

@@ -1,0 +1,45 @@
+//! What a check expects to observe, kept apart from the traffic that
+//! produces the observation (an expected refusal is just another expectation).
+
+use serde::{Deserialize, Serialize};
+
+/// One expectation about one probe's observation. The verdict module judges
+/// it; every variant says in one line what it expected and what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Assertion {
+    /// Every HTTP request was answered with status 200.
+    AllOk,
+    /// The backends that answered are exactly the `count` ready pods matching
+    /// the label selector `pods` (counted when the probe ran).
+    Backends { pods: String, count: usize },
+    /// Every answer came from this container port (the echo's `serverPort`).
+    ServerPort(u16),
+    /// Every request failed, all with this error kind
+    /// (`refused`, `timeout`, `reset`, `dns`, `other`).
+    AllFailWith(String),
+    /// The TCP probe's result (`connected`, `refused`, `timeout`, ...).
+    TcpResult(String),
+    /// The DNS response code (`NOERROR`, `NXDOMAIN`, ...).
+    Rcode(String),
+    /// The DNS answers, as a set; entries may use the run-time placeholders
+    /// (one that renders to a comma-separated list, like
+    /// `${podIPs:app=web}`, stands for each of its items).
+    Answers(Vec<String>),
+    /// The SRV answers' `PORT TARGET` pairs, as a set (priority and weight
+    /// are CoreDNS's business); entries render like `answers`.
+    Srv(Vec<String>),
+    /// Every request was answered (200), all by one and the same backend.
+    OneBackend,
+    /// Every request was answered (200), by at least this many distinct
+    /// backends (an affinity that expired let the client move).
+    MinBackends(usize),
+    /// Every request was answered with this HTTP status (a health check's
+    /// 503 included).
+    Status(u16),
+    /// Every request was answered, and no backend saw the client's own
+    /// address (it was masqueraded to a node's).
+    ClientIpNotClient,
+    /// Every answer saw the client pod's own IP as the source.
+    ClientIpIsClientPod,
+}

@@ -1,0 +1,17 @@
+//! The pure vocabulary of svcconf: cases, expectations, observations and run
+//! events. Nothing here touches a cluster, a file or the clock.
+
+mod case;
+mod event;
+mod expectation;
+mod mode;
+mod observation;
+
+pub use case::{
+    Action, Case, CaseError, Catalog, Check, ClientPlacement, ObjectPatch, Probe, Readiness,
+    Sabotage, Step,
+};
+pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
+pub use expectation::Assertion;
+pub use mode::{ProxyMode, UnknownProxyMode};
+pub use observation::{DnsReport, HttpReport, Observation, ProbeErrors, ProbeReport, TcpReport};

@@ -1,0 +1,119 @@
+//! Checks from outside the cluster: the harness process itself is the
+//! client (NodePort, externalIPs, externalTrafficPolicy Local), running the
+//! same clients as the in-pod probe through the `svcconf-probe` library.
+//! On kind, the host reaches the nodes over the docker bridge.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::model::{Observation, Probe};
+use crate::verdict::Facts;
+
+use super::{parse, ProbeError, REQUEST_TIMEOUT_MS};
+
+/// The name evidence gives the external client.
+pub const EXTERNAL_CLIENT: &str = "harness";
+
+/// Runs `probe` from this process.
+pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError> {
+    let timeout = Duration::from_millis(u64::from(REQUEST_TIMEOUT_MS));
+    let (command, target, raw) = match probe {
+        Probe::Http {
+            target,
+            count,
+            path,
+            interval_ms,
+        } => {
+            let url = format!("http://{}{}", facts.render(target), facts.render(path));
+            let mut opts = svcconf_probe::HttpOptions::new(url.clone());
+            opts.count = *count;
+            opts.timeout = timeout;
+            opts.interval = Duration::from_millis(u64::from(*interval_ms));
+            let report = svcconf_probe::http_probe(&opts).await;
+            let command = format!("http {url} --count {count}");
+            (command, facts.render(target), to_json(&report))
+        }
+        Probe::Tcp { target } => {
+            let target = facts.render(target);
+            let report = svcconf_probe::tcp_probe(&target, timeout).await;
+            (format!("tcp {target}"), target, to_json(&report))
+        }
+        Probe::Dns { name, .. } => {
+            return Err(ProbeError::NoReport {
+                pod: EXTERNAL_CLIENT.into(),
+                status: format!("dns {name}"),
+                stderr: "DNS checks run in a client pod, not from outside the cluster".into(),
+            })
+        }
+    };
+    let report = parse(probe, &raw).ok_or_else(|| ProbeError::NoReport {
+        pod: EXTERNAL_CLIENT.into(),
+        status: command.clone(),
+        stderr: raw.chars().take(400).collect(),
+    })?;
+    Ok(Observation {
+        client_pod: EXTERNAL_CLIENT.into(),
+        client_node: "outside the cluster".into(),
+        client_ip: source_address(&target)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        command: vec![format!("({EXTERNAL_CLIENT}) {command}")],
+        report,
+        raw,
+    })
+}
+
+fn to_json(report: &impl serde::Serialize) -> String {
+    serde_json::to_string(report).unwrap_or_default()
+}
+
+/// The address this host sends from toward `host:port` (the route's source),
+/// found without sending anything: what a backend that keeps the source
+/// address sees.
+pub fn source_address(target: &str) -> Option<IpAddr> {
+    let addr: SocketAddr = target.to_socket_addrs().ok()?.next()?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(addr).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_toward_loopback_is_loopback() {
+        assert_eq!(
+            source_address("127.0.0.1:30066"),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(source_address("not an address"), None);
+    }
+
+    #[tokio::test]
+    async fn an_external_http_check_reads_back_as_an_observation() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(svcconf_probe::ServeState::new("web-a", "127.0.0.1"));
+        tokio::spawn(svcconf_probe::run_http(listener, state));
+        let probe = Probe::Http {
+            target: format!("127.0.0.1:{port}"),
+            count: 3,
+            path: "/".into(),
+            interval_ms: 0,
+        };
+        let obs = run(&probe, &Facts::default()).await.unwrap();
+        let crate::model::ProbeReport::Http(r) = &obs.report else {
+            panic!("{obs:?}")
+        };
+        assert_eq!((r.count, r.ok), (3, 3));
+        assert_eq!(r.backends["web-a"], 3);
+        assert_eq!(obs.client_ip, "127.0.0.1");
+        assert!(r.client_ips.contains_key("127.0.0.1"), "{r:?}");
+    }
+}

@@ -1,0 +1,79 @@
+//! Reporters consume the runner's events: a live terminal view with a
+//! case × mode table, a JUnit file, a JSON file. All of them read the same
+//! [`RunRecord`], which turns planned runs without a result into errors.
+
+mod json;
+mod junit;
+mod record;
+mod terminal;
+
+pub use json::JsonReporter;
+pub use junit::{junit_xml, JunitReporter};
+pub use record::{ModeState, RunRecord};
+pub use terminal::{table, TerminalReporter};
+
+use crate::model::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the JUnit XML")]
+    Junit(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot serialize the JSON report")]
+    Json(#[source] serde_json::Error),
+}
+
+/// Something that consumes run events.
+pub trait Reporter: Send {
+    fn on_event(&mut self, event: &Event, record: &RunRecord) -> Result<(), ReportError>;
+}
+
+/// Feeds every event to the record and then to every reporter; the first
+/// reporter error is kept and returned at the end (the run goes on).
+pub struct Reporters {
+    pub record: RunRecord,
+    reporters: Vec<Box<dyn Reporter>>,
+    errors: Vec<ReportError>,
+}
+
+impl Reporters {
+    pub fn new(reporters: Vec<Box<dyn Reporter>>) -> Self {
+        Reporters {
+            record: RunRecord::default(),
+            reporters,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn handle(&mut self, event: &Event) {
+        self.record.apply(event);
+        for r in &mut self.reporters {
+            if let Err(e) = r.on_event(event, &self.record) {
+                self.errors.push(e);
+            }
+        }
+    }
+
+    pub fn finish(self) -> (RunRecord, Vec<ReportError>) {
+        (self.record, self.errors)
+    }
+}
+
+/// Writes `contents` to `path`, creating parent directories.
+pub(crate) fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), ReportError> {
+    let write = || -> std::io::Result<()> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, contents)
+    };
+    write().map_err(|source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

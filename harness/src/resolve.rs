@@ -1,0 +1,119 @@
+//! Run-time values for templates (`${clusterIP:web}`, `${nodeIP:0}`, ...):
+//! what a case's targets, expected answers and step patches refer to.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::kube::jig::Jig;
+use crate::kube::nodes;
+use crate::verdict::{self, NodePick, Placeholder};
+
+/// The value of every placeholder `templates` use, keyed as
+/// [`Placeholder::key`]; `namespace` is always there.
+pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("namespace".to_string(), jig.namespace.clone());
+    for placeholder in verdict::placeholders(templates) {
+        let value = match &placeholder {
+            Placeholder::ClusterIp { namespace, service } => {
+                let ns = namespace.clone().unwrap_or_else(|| jig.namespace.clone());
+                Jig::new(jig.client.clone(), ns)
+                    .cluster_ip(service)
+                    .await
+                    .map_err(|e| crate::cluster::error_chain(&e))?
+            }
+            Placeholder::PodIps { selector } => {
+                let pods = jig
+                    .ready_pods(selector)
+                    .await
+                    .map_err(|e| crate::cluster::error_chain(&e))?;
+                pods.iter()
+                    .map(|p| p.ip.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+            Placeholder::NodeIp(pick) => node_ip(jig, pick).await?,
+            Placeholder::SpareIp(pick) => {
+                let node_ip = node_ip(jig, pick).await?;
+                spare_ip(&node_ip, &jig.namespace)?
+            }
+            Placeholder::NodePort { service } => {
+                nodes::service_port(jig, service, nodes::ServicePort::NodePort).await?
+            }
+            Placeholder::HealthCheckNodePort { service } => {
+                nodes::service_port(jig, service, nodes::ServicePort::HealthCheck).await?
+            }
+            Placeholder::ContainerIp { name } => {
+                crate::steps::container_ip(&crate::steps::container_name(&jig.namespace, name))
+                    .await?
+            }
+        };
+        vars.insert(placeholder.key(), value);
+    }
+    Ok(vars)
+}
+
+/// The InternalIP of the node `pick` means.
+pub async fn node_ip(jig: &Jig, pick: &NodePick) -> Result<String, String> {
+    Ok(node(jig, pick).await?.1)
+}
+
+/// `(name, InternalIP)` of the node `pick` means.
+pub async fn node(jig: &Jig, pick: &NodePick) -> Result<(String, String), String> {
+    let nodes = nodes::internal_ips(&jig.client)
+        .await
+        .map_err(|e| format!("listing nodes: {e}"))?;
+    let pod_nodes: BTreeSet<String> = match pick {
+        NodePick::With(sel) | NodePick::Without(sel) => jig
+            .ready_pods(sel)
+            .await
+            .map_err(|e| crate::cluster::error_chain(&e))?
+            .into_iter()
+            .map(|p| p.node)
+            .collect(),
+        NodePick::Index(_) => BTreeSet::new(),
+    };
+    pick.pick(&nodes, &pod_nodes).cloned()
+}
+
+/// An address on a node's network that no one uses, for this case's
+/// namespace: `a.b.c.d` → `a.b.X.Y`, X in 200..250 and Y in 2..252 taken from
+/// a hash of the namespace. The namespace's random suffix keeps concurrent
+/// runs (the plain and sabotaged runs of a case, other clusters on the
+/// docker network all kind clusters share) apart; it assumes that network
+/// is a /16 (kind's default) whose allocations stay below `a.b.200.0`
+/// (docker counts up from `a.b.0.2`).
+pub fn spare_ip(node_ip: &str, namespace: &str) -> Result<String, String> {
+    let ip: std::net::Ipv4Addr = node_ip
+        .parse()
+        .map_err(|_| format!("node address {node_ip} is not IPv4: no spare address next to it"))?;
+    let [a, b, _, _] = ip.octets();
+    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
+    let h = namespace.bytes().fold(0x811c_9dc5_u32, |h, byte| {
+        (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    let x = 200 + (h % 50) as u8;
+    let y = 2 + ((h / 50) % 250) as u8;
+    Ok(std::net::Ipv4Addr::new(a, b, x, y).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_addresses_differ_per_namespace_and_stay_in_the_network() {
+        let a = spare_ip("172.18.0.7", "svcconf-external-ips-abcde").unwrap();
+        let b = spare_ip("172.18.0.7", "svcconf-external-ips-abcdf").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            spare_ip("172.18.0.3", "svcconf-external-ips-abcde").unwrap()
+        );
+        for ip in [&a, &b] {
+            let [p, q, x, y] = ip.parse::<std::net::Ipv4Addr>().unwrap().octets();
+            assert_eq!((p, q), (172, 18));
+            assert!((200..250).contains(&x) && (2..252).contains(&y), "{ip}");
+        }
+        assert!(spare_ip("fc00::7", "ns").unwrap_err().contains("not IPv4"));
+    }
+}

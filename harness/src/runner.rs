@@ -1,0 +1,917 @@
+//! The runner: brings up a cluster per mode, runs every case in its own
+//! namespace (concurrently within a mode), and emits [`Event`]s. It never
+//! formats output; reporters consume the events.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::cluster::{
+    self, Cluster, Kind, KindError, KubeconfigError, KubeconfigSource, PreflightError,
+};
+use crate::fixture::{Fixtures, CLIENTS_DAEMONSET};
+use crate::kube::apply::Applier;
+use crate::kube::jig::Jig;
+use crate::kube::namespace;
+use crate::kube::wait::WaitError;
+use crate::model::{
+    Assertion, Case, CaseKey, CaseOutcome, CaseResult, ClientPlacement, Event, Probe, ProxyMode,
+    Readiness, Variant,
+};
+use crate::probe;
+use crate::resolve;
+use crate::steps;
+use crate::verdict::{self, Facts, PodFact};
+
+/// How long things may take before they count as broken.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    /// Each declared readiness of a case (upstream e2e uses 2 minutes).
+    pub ready: Duration,
+    /// A fresh cluster: nodes Ready, kube-proxy and CoreDNS up.
+    pub cluster: Duration,
+    /// Namespaces gone at teardown.
+    pub teardown: Duration,
+    /// kube-proxy catching up with an EndpointSlice change (upstream e2e
+    /// allows 30 s): how long checks are repeated before their verdict holds.
+    pub propagation: Duration,
+}
+
+/// Between two attempts of a case's checks.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            ready: Duration::from_secs(120),
+            cluster: Duration::from_secs(300),
+            teardown: Duration::from_secs(90),
+            propagation: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where clusters come from.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// One kind cluster per mode, `svcconf-<mode>`.
+    Kind {
+        kind: Kind,
+        /// kind's own default when `None`.
+        node_image: Option<String>,
+        /// Local images to load into every node.
+        preload: Vec<String>,
+        /// Where `kind-configs/<mode>.yaml` live.
+        configs: PathBuf,
+    },
+    /// The cluster a kubeconfig points at, whatever mode it runs.
+    Kubeconfig(KubeconfigSource),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Kind(#[from] KindError),
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error("reading the cluster failed")]
+    Api(#[from] kube::Error),
+    #[error("cluster not ready")]
+    Wait(#[from] WaitError),
+    #[error("cluster {cluster} runs kube-proxy in {detected}, not {wanted}")]
+    ModeMismatch {
+        cluster: String,
+        wanted: ProxyMode,
+        detected: String,
+    },
+}
+
+/// A cluster this run brought up, and whether it is the run's to delete.
+struct Tracked {
+    mode: ProxyMode,
+    kind_name: Option<String>,
+    created: bool,
+    client: Option<kube::Client>,
+}
+
+/// Brings clusters up once per mode and tears down what the run made,
+/// including on Ctrl-C (the tracked list is written before each step).
+pub struct Clusters {
+    provider: Provider,
+    deadlines: Deadlines,
+    tracked: Mutex<Vec<Tracked>>,
+}
+
+impl Clusters {
+    pub fn new(provider: Provider, deadlines: Deadlines) -> Self {
+        Clusters {
+            provider,
+            deadlines,
+            tracked: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    /// A ready cluster for `mode`; `progress` hears about slow steps.
+    pub async fn bring_up(
+        &self,
+        mode: ProxyMode,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Cluster, ClusterError> {
+        match &self.provider {
+            Provider::Kind {
+                kind,
+                node_image,
+                preload,
+                configs,
+            } => {
+                let name = format!("svcconf-{mode}");
+                let existed = kind.clusters().await?.contains(&name);
+                // Recorded before creating, so an interrupted create is deleted too.
+                self.tracked.lock().await.push(Tracked {
+                    mode,
+                    kind_name: Some(name.clone()),
+                    created: !existed,
+                    client: None,
+                });
+                if existed {
+                    progress(format!("reusing kind cluster {name}"));
+                } else {
+                    progress(format!(
+                        "creating kind cluster {name} (node image {})",
+                        node_image.as_deref().unwrap_or("kind's default")
+                    ));
+                }
+                let config = configs.join(format!("{mode}.yaml"));
+                let started = Instant::now();
+                let kc = kind.ensure(&name, &config, node_image.as_deref()).await?;
+                if kc.created {
+                    progress(format!(
+                        "created {name} in {:.0}s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                let client =
+                    cluster::connect(kc.kubeconfig, None, &format!("kind cluster {name}")).await?;
+                self.remember_client(mode, &client).await;
+                if !preload.is_empty() {
+                    progress(format!("loading {} into {name}", preload.join(", ")));
+                    kind.load_images(&name, preload).await?;
+                }
+                let nodes = kind_config_nodes(&config);
+                progress(format!(
+                    "waiting for {nodes} nodes Ready, kube-proxy and CoreDNS in {name}"
+                ));
+                cluster::wait_cluster_ready(&client, nodes, self.deadlines.cluster).await?;
+                let info = cluster::describe_cluster(&client, mode, &name, "kind").await?;
+                check_mode(&info.name, mode, info.detected_mode.as_deref())?;
+                Ok(Cluster {
+                    client,
+                    info,
+                    docker: crate::cluster::command::which("docker"),
+                })
+            }
+            Provider::Kubeconfig(source) => {
+                let client = source.connect().await?;
+                self.tracked.lock().await.push(Tracked {
+                    mode,
+                    kind_name: None,
+                    created: false,
+                    client: Some(client.clone()),
+                });
+                let name = source
+                    .context
+                    .clone()
+                    .unwrap_or_else(|| "current-context".into());
+                let info = cluster::describe_cluster(&client, mode, &name, "kubeconfig").await?;
+                check_mode(&info.name, mode, info.detected_mode.as_deref())?;
+                Ok(Cluster {
+                    client,
+                    info,
+                    docker: None,
+                })
+            }
+        }
+    }
+
+    async fn remember_client(&self, mode: ProxyMode, client: &kube::Client) {
+        if let Some(t) = self
+            .tracked
+            .lock()
+            .await
+            .iter_mut()
+            .find(|t| t.mode == mode)
+        {
+            t.client = Some(client.clone());
+        }
+    }
+
+    /// Deletes the run's namespaces on every cluster, then the kind clusters
+    /// the run created (unless `keep`). Returns what it did, for the terminal.
+    pub async fn tear_down(&self, run_id: &str, keep: bool) -> Vec<String> {
+        let mut done = Vec::new();
+        let tracked: Vec<Tracked> = std::mem::take(&mut *self.tracked.lock().await);
+        let namespaces = tracked
+            .iter()
+            .filter_map(|t| t.client.clone().map(|c| (t.mode, c)))
+            .map(|(mode, client)| async move {
+                match namespace::delete_all(&client, Some(run_id), self.deadlines.teardown).await {
+                    Ok(names) if names.is_empty() => None,
+                    Ok(names) => Some(format!("{mode}: deleted {} namespaces", names.len())),
+                    Err(e) => Some(format!("{mode}: could not delete namespaces: {e}")),
+                }
+            });
+        done.extend(join_all(namespaces).await.into_iter().flatten());
+        if let Provider::Kind { kind, .. } = &self.provider {
+            for t in tracked.iter().filter(|t| t.created) {
+                let Some(name) = &t.kind_name else { continue };
+                if keep {
+                    done.push(format!(
+                        "kept kind cluster {name} (delete: kind delete cluster --name {name})"
+                    ));
+                    continue;
+                }
+                match kind.delete(name).await {
+                    Ok(()) => done.push(format!("deleted kind cluster {name}")),
+                    Err(e) => done.push(format!("could not delete kind cluster {name}: {e}")),
+                }
+            }
+        }
+        done
+    }
+}
+
+fn check_mode(
+    cluster: &str,
+    wanted: ProxyMode,
+    detected: Option<&str>,
+) -> Result<(), ClusterError> {
+    match detected {
+        // "(source)" follows the mode: compare the mode word only.
+        Some(d) if d.split_whitespace().next() != Some(wanted.as_str()) => {
+            Err(ClusterError::ModeMismatch {
+                cluster: cluster.to_string(),
+                wanted,
+                detected: d.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Nodes a kind config declares (one control plane when it says nothing).
+fn kind_config_nodes(config: &std::path::Path) -> usize {
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| serde_saphyr::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("nodes").and_then(|n| n.as_array()).map(Vec::len))
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
+/// Runs cases on one ready cluster.
+pub struct CaseRunner {
+    pub cluster: Cluster,
+    pub fixtures: Arc<Fixtures>,
+    pub run_id: String,
+    pub deadlines: Deadlines,
+    applier: Applier,
+}
+
+impl CaseRunner {
+    pub fn new(
+        cluster: Cluster,
+        fixtures: Arc<Fixtures>,
+        run_id: String,
+        deadlines: Deadlines,
+    ) -> Self {
+        let applier = Applier::new(cluster.client.clone());
+        CaseRunner {
+            cluster,
+            fixtures,
+            run_id,
+            deadlines,
+            applier,
+        }
+    }
+
+    /// One run of `case`; always a result, never a panic or a hang past
+    /// the deadlines. The namespace is deleted before returning.
+    pub async fn run(&self, case: &Case, variant: Variant) -> CaseResult {
+        let key = CaseKey {
+            mode: self.cluster.info.mode,
+            suite: case.suite.clone(),
+            case: case.name.clone(),
+            variant,
+        };
+        let started = Instant::now();
+        let mut evidence = Vec::new();
+        let client = &self.cluster.client;
+        let (outcome, namespace) = match namespace::create(client, &case.name, &self.run_id).await {
+            Err(e) => (
+                CaseOutcome::Error {
+                    message: format!("cannot create the case namespace: {e}"),
+                },
+                None,
+            ),
+            Ok(ns) => {
+                let jig = Jig::new(client.clone(), ns.clone());
+                let mut undo = Vec::new();
+                let outcome = self
+                    .run_in(&jig, case, variant, &mut evidence, &mut undo)
+                    .await;
+                for u in undo.iter().rev() {
+                    evidence.push(format!("teardown: {}", u.run().await));
+                }
+                if let Err(e) = namespace::delete(client, &ns).await {
+                    evidence.push(format!("teardown: could not delete namespace {ns}: {e}"));
+                }
+                (outcome, Some(ns))
+            }
+        };
+        let outcome = variant_outcome(variant, outcome, &case.sabotage.description, &mut evidence);
+        CaseResult {
+            key,
+            outcome,
+            seconds: started.elapsed().as_secs_f64(),
+            namespace,
+            evidence: evidence.join("\n"),
+        }
+    }
+
+    async fn run_in(
+        &self,
+        jig: &Jig,
+        case: &Case,
+        variant: Variant,
+        evidence: &mut Vec<String>,
+        undo: &mut Vec<steps::Undo>,
+    ) -> CaseOutcome {
+        let error = |message: String| CaseOutcome::Error { message };
+        let objects = match self.fixtures.objects(case) {
+            Ok(o) => o,
+            Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
+        };
+        for object in &objects {
+            if let Err(e) = self.applier.apply(&jig.namespace, object).await {
+                return error(format!("apply: {}", cluster_error_chain(&e)));
+            }
+        }
+        let mut ready: Vec<Readiness> = vec![Readiness::DaemonSet(CLIENTS_DAEMONSET.into())];
+        ready.extend(case.ready.iter().cloned());
+        if let Err(message) = self.wait_all(jig, &ready).await {
+            return error(message);
+        }
+        if variant == Variant::Sabotaged {
+            evidence.push(format!("sabotage: {}", case.sabotage.description));
+            if let Err(e) = self
+                .applier
+                .merge_patch(&jig.namespace, &case.sabotage.patch)
+                .await
+            {
+                return error(format!("sabotage: {}", cluster_error_chain(&e)));
+            }
+            if let Err(message) = self.wait_all(jig, &case.sabotage.settle).await {
+                return error(format!("sabotage did not settle: {message}"));
+            }
+        }
+        // The first checks are retried until the verdict this variant looks
+        // for (a sabotage may take a moment to reach kube-proxy); a step's
+        // checks until they pass. A sabotage that only shows in a step thus
+        // costs the propagation deadline before the steps start.
+        if !case.checks.is_empty() {
+            let outcome = self
+                .checks_until(jig, &case.checks, variant == Variant::Plain, evidence)
+                .await;
+            if outcome != CaseOutcome::Passed {
+                return outcome;
+            }
+        }
+        for step in &case.steps {
+            for action in &step.actions {
+                let images = self.fixtures.image_map();
+                match steps::perform(jig, &self.applier, images, action).await {
+                    Ok((done, to_undo)) => {
+                        evidence.push(format!("step {}: {done}", step.name));
+                        undo.extend(to_undo);
+                    }
+                    Err(message) => return error(format!("step {}: {message}", step.name)),
+                }
+            }
+            let within = Duration::from_secs(step.within_seconds);
+            let waits = step.settle.iter().map(|r| jig.wait(r, within));
+            if let Some(Err(e)) = join_all(waits).await.into_iter().find(Result::is_err) {
+                return CaseOutcome::Failed {
+                    message: format!("step {}: {e}", step.name),
+                };
+            }
+            let outcome = self.checks_until(jig, &step.checks, true, evidence).await;
+            if outcome != CaseOutcome::Passed {
+                return match outcome {
+                    CaseOutcome::Failed { message } => CaseOutcome::Failed {
+                        message: format!("step {}: {message}", step.name),
+                    },
+                    other => other,
+                };
+            }
+        }
+        CaseOutcome::Passed
+    }
+
+    /// kube-proxy programs rules after the EndpointSlices change, so the
+    /// first attempt may see the old state: the checks are repeated until
+    /// they pass (`want_pass`) or fail (not `want_pass`), or the propagation
+    /// deadline passes. The verdict and evidence are those of the last
+    /// attempt.
+    async fn checks_until(
+        &self,
+        jig: &Jig,
+        checks: &[crate::model::Check],
+        want_pass: bool,
+        evidence: &mut Vec<String>,
+    ) -> CaseOutcome {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut attempt_evidence = Vec::new();
+            let outcome = self.run_checks(jig, checks, &mut attempt_evidence).await;
+            let settled = match &outcome {
+                CaseOutcome::Passed => want_pass,
+                CaseOutcome::Failed { .. } => !want_pass,
+                _ => false,
+            };
+            if settled || started.elapsed() >= self.deadlines.propagation {
+                if attempt > 1 {
+                    evidence.push(format!(
+                        "verdict of attempt {attempt}, {:.1}s after the first",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                evidence.extend(attempt_evidence);
+                return outcome;
+            }
+            tokio::time::sleep(RETRY_INTERVAL).await;
+        }
+    }
+
+    /// Every check once: the first mismatch is the failure message, an
+    /// error (no observation) is an error.
+    async fn run_checks(
+        &self,
+        jig: &Jig,
+        checks: &[crate::model::Check],
+        evidence: &mut Vec<String>,
+    ) -> CaseOutcome {
+        let mut failures = Vec::new();
+        for check in checks {
+            match self.check(jig, check, evidence).await {
+                Ok(mismatches) => failures.extend(
+                    mismatches
+                        .into_iter()
+                        .map(|m| format!("{}: {m}", check.name)),
+                ),
+                Err(message) => {
+                    return CaseOutcome::Error {
+                        message: format!("{}: {message}", check.name),
+                    }
+                }
+            }
+        }
+        match failures.first() {
+            None => CaseOutcome::Passed,
+            Some(first) => {
+                if failures.len() > 1 {
+                    evidence.push(format!("all mismatches:\n  {}", failures.join("\n  ")));
+                }
+                CaseOutcome::Failed {
+                    message: first.clone(),
+                }
+            }
+        }
+    }
+
+    /// All waits at once (they watch different objects), each with the
+    /// readiness deadline; the first failure names what did not happen.
+    async fn wait_all(&self, jig: &Jig, ready: &[Readiness]) -> Result<(), String> {
+        let results = join_all(ready.iter().map(|r| jig.wait(r, self.deadlines.ready))).await;
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            let pods = jig.unready_pods().await;
+            return Err(if pods.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}\n{pods}")
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one check; `Ok` holds the mismatches (empty: it passed).
+    async fn check(
+        &self,
+        jig: &Jig,
+        check: &crate::model::Check,
+        evidence: &mut Vec<String>,
+    ) -> Result<Vec<String>, String> {
+        let mode = self.cluster.info.mode;
+        let assertions = check.expectations(mode);
+        let facts = self
+            .facts(jig, &check.probe, assertions, &check.from)
+            .await?;
+        let obs = if check.from == ClientPlacement::External {
+            probe::external::run(&check.probe, &facts).await
+        } else {
+            let from = self.client_for(jig, &check.from, &facts).await?;
+            probe::run_in_pod(&jig.client, &jig.namespace, &from, &check.probe, &facts).await
+        }
+        .map_err(|e| cluster_error_chain(&e))?;
+        evidence.push(format!(
+            "check {} ({}) from {} on {} ({}): {}\n{}",
+            check.name,
+            check.probe.describe(),
+            obs.client_pod,
+            obs.client_node,
+            obs.client_ip,
+            obs.command.join(" "),
+            obs.raw
+        ));
+        let mismatches: Vec<String> = assertions
+            .iter()
+            .filter_map(|a| verdict::judge(a, &obs, &facts).err())
+            .collect();
+        if !mismatches.is_empty() && check.from != ClientPlacement::External {
+            if let Some(docker) = &self.cluster.docker {
+                evidence.push(
+                    cluster::proxy_rules(docker, &obs.client_node, mode, &jig.namespace).await,
+                );
+            }
+        }
+        Ok(mismatches)
+    }
+
+    /// Resolves what the probe and the assertions refer to.
+    async fn facts(
+        &self,
+        jig: &Jig,
+        probe: &Probe,
+        assertions: &[Assertion],
+        from: &ClientPlacement,
+    ) -> Result<Facts, String> {
+        let mut facts = Facts::default();
+        facts.vars.insert("namespace".into(), jig.namespace.clone());
+        let mut templates = match probe {
+            Probe::Http { target, path, .. } => vec![target.clone(), path.clone()],
+            Probe::Tcp { target } => vec![target.clone()],
+            Probe::Dns { name, .. } => vec![name.clone()],
+        };
+        let mut selectors = BTreeSet::new();
+        for a in assertions {
+            match a {
+                Assertion::Answers(answers) | Assertion::Srv(answers) => {
+                    templates.extend(answers.iter().cloned())
+                }
+                Assertion::Backends { pods, .. } => {
+                    selectors.insert(pods.clone());
+                }
+                _ => {}
+            }
+        }
+        if let ClientPlacement::OtherNodeThan(s) | ClientPlacement::SameNodeAs(s) = from {
+            selectors.insert(s.clone());
+        }
+        facts.vars.extend(resolve::vars(jig, &templates).await?);
+        for selector in selectors {
+            let pods = jig
+                .ready_pods(&selector)
+                .await
+                .map_err(|e| cluster_error_chain(&e))?;
+            facts.ready_pods.insert(selector, pods);
+        }
+        Ok(facts)
+    }
+
+    /// Picks the client pod the placement asks for (deterministically).
+    async fn client_for(
+        &self,
+        jig: &Jig,
+        placement: &ClientPlacement,
+        facts: &Facts,
+    ) -> Result<PodFact, String> {
+        let clients = jig
+            .client_pods()
+            .await
+            .map_err(|e| cluster_error_chain(&e))?;
+        let nodes_of = |selector: &str| -> BTreeSet<String> {
+            facts
+                .ready_pods
+                .get(selector)
+                .map(|p| p.iter().map(|p| p.node.clone()).collect())
+                .unwrap_or_default()
+        };
+        let (chosen, wanted) = match placement {
+            ClientPlacement::AnyNode => (clients.first(), "any node".to_string()),
+            ClientPlacement::External => (None, "outside the cluster (not a pod)".to_string()),
+            ClientPlacement::OtherNodeThan(sel) => {
+                let busy = nodes_of(sel);
+                (
+                    clients.iter().find(|c| !busy.contains(&c.node)),
+                    format!("a node without pods {sel} (they run on {})", join(&busy)),
+                )
+            }
+            ClientPlacement::SameNodeAs(sel) => {
+                let busy = nodes_of(sel);
+                (
+                    clients.iter().find(|c| busy.contains(&c.node)),
+                    format!("a node with pods {sel} (they run on {})", join(&busy)),
+                )
+            }
+        };
+        chosen.cloned().ok_or_else(|| {
+            let on: BTreeSet<String> = clients.iter().map(|c| c.node.clone()).collect();
+            format!(
+                "no client pod on {wanted}; client pods run on {}",
+                join(&on)
+            )
+        })
+    }
+}
+
+/// The test's outcome from the case's: a sabotaged run passes exactly when
+/// the case failed (an error is still an error: no evidence either way).
+fn variant_outcome(
+    variant: Variant,
+    outcome: CaseOutcome,
+    sabotage: &str,
+    evidence: &mut Vec<String>,
+) -> CaseOutcome {
+    match (variant, outcome) {
+        (Variant::Plain, o) => o,
+        (Variant::Sabotaged, CaseOutcome::Failed { message }) => {
+            evidence.insert(0, format!("sabotage ({sabotage}) detected: {message}"));
+            CaseOutcome::Passed
+        }
+        (Variant::Sabotaged, CaseOutcome::Passed) => CaseOutcome::Failed {
+            message: format!(
+                "expected the case to fail under sabotage ({sabotage}), but every check passed"
+            ),
+        },
+        (Variant::Sabotaged, o) => o,
+    }
+}
+
+fn join(items: &BTreeSet<String>) -> String {
+    if items.is_empty() {
+        "no node".into()
+    } else {
+        items.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `error: cause: cause`, one line.
+pub fn cluster_error_chain(err: &dyn std::error::Error) -> String {
+    crate::cluster::error_chain(err)
+}
+
+/// What one `svcconf run` does.
+pub struct RunPlan {
+    pub modes: Vec<ProxyMode>,
+    pub cases: Vec<Case>,
+    pub variants: Vec<Variant>,
+    /// Cases run at once within a mode.
+    pub concurrency: usize,
+    pub keep_clusters: bool,
+}
+
+impl RunPlan {
+    pub fn keys(&self) -> Vec<CaseKey> {
+        let mut keys = Vec::new();
+        for mode in &self.modes {
+            for case in &self.cases {
+                for variant in &self.variants {
+                    keys.push(CaseKey {
+                        mode: *mode,
+                        suite: case.suite.clone(),
+                        case: case.name.clone(),
+                        variant: *variant,
+                    });
+                }
+            }
+        }
+        keys
+    }
+}
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every run case passed or was skipped.
+    Passed,
+    /// A case failed or had no result.
+    Failed,
+    /// A cluster could not be brought up.
+    Infrastructure,
+    Interrupted,
+}
+
+/// Runs `plan`, mode after mode (one cluster at a time on a small machine),
+/// sending events to `events`. Setting `cancel` to true (Ctrl-C) stops the
+/// work; cleanup still runs and `RunFinished` still goes out.
+pub async fn run(
+    plan: &RunPlan,
+    clusters: &Clusters,
+    fixtures: Arc<Fixtures>,
+    deadlines: &Deadlines,
+    events: mpsc::UnboundedSender<Event>,
+    mut cancel: watch::Receiver<bool>,
+) -> RunStatus {
+    let started = Instant::now();
+    let run_id = namespace::random_suffix();
+    let send = |e: Event| {
+        let _ = events.send(e);
+    };
+    send(Event::RunStarted {
+        planned: plan.keys(),
+    });
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let infra = std::sync::atomic::AtomicBool::new(false);
+    let work = async {
+        for &mode in &plan.modes {
+            if let Some(reason) = cluster::mode_unavailable(mode)
+                .filter(|_| matches!(clusters.provider(), Provider::Kind { .. }))
+            {
+                send(Event::ModeUnavailable { mode, reason });
+                continue;
+            }
+            let mode_started = Instant::now();
+            let progress = |message: String| {
+                let _ = events.send(Event::Progress {
+                    mode: Some(mode),
+                    message,
+                });
+            };
+            let cluster = match clusters.bring_up(mode, &progress).await {
+                Ok(c) => c,
+                Err(e) => {
+                    infra.store(true, std::sync::atomic::Ordering::Relaxed);
+                    send(Event::ClusterFailed {
+                        mode,
+                        reason: cluster_error_chain(&e),
+                    });
+                    continue;
+                }
+            };
+            send(Event::ClusterReady {
+                cluster: cluster.info.clone(),
+                seconds: mode_started.elapsed().as_secs_f64(),
+            });
+            let runner =
+                CaseRunner::new(cluster, fixtures.clone(), run_id.clone(), deadlines.clone());
+            let runs: Vec<(&Case, Variant)> = plan
+                .cases
+                .iter()
+                .flat_map(|c| plan.variants.iter().map(move |v| (c, *v)))
+                .collect();
+            let mut results = futures::stream::iter(runs.into_iter().map(|(case, variant)| {
+                let runner = &runner;
+                let send = &send;
+                async move {
+                    send(Event::CaseStarted {
+                        key: CaseKey {
+                            mode,
+                            suite: case.suite.clone(),
+                            case: case.name.clone(),
+                            variant,
+                        },
+                    });
+                    runner.run(case, variant).await
+                }
+            }))
+            .buffer_unordered(plan.concurrency.max(1));
+            while let Some(result) = results.next().await {
+                if !result.outcome.is_success() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                send(Event::CaseFinished { result });
+            }
+        }
+    };
+    let interrupted = tokio::select! {
+        _ = work => false,
+        _ = cancel.wait_for(|c| *c) => true,
+    };
+    if interrupted {
+        send(Event::Progress {
+            mode: None,
+            message: "interrupted: cleaning up".into(),
+        });
+    }
+    for line in clusters.tear_down(&run_id, plan.keep_clusters).await {
+        send(Event::Progress {
+            mode: None,
+            message: line,
+        });
+    }
+    send(Event::RunFinished {
+        seconds: started.elapsed().as_secs_f64(),
+        interrupted,
+    });
+    if interrupted {
+        RunStatus::Interrupted
+    } else if infra.into_inner() {
+        RunStatus::Infrastructure
+    } else if failed.into_inner() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Passed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sabotaged_run_passes_only_when_the_case_fails() {
+        let mut evidence = Vec::new();
+        let failed = CaseOutcome::Failed {
+            message: "via-clusterip: expected 3 distinct backends, saw 0".into(),
+        };
+        assert_eq!(
+            variant_outcome(
+                Variant::Sabotaged,
+                failed.clone(),
+                "selector",
+                &mut evidence
+            ),
+            CaseOutcome::Passed
+        );
+        assert_eq!(
+            evidence[0],
+            "sabotage (selector) detected: via-clusterip: expected 3 distinct backends, saw 0"
+        );
+        let unnoticed = variant_outcome(
+            Variant::Sabotaged,
+            CaseOutcome::Passed,
+            "selector",
+            &mut evidence,
+        );
+        assert!(
+            matches!(unnoticed, CaseOutcome::Failed { message } if message.contains("but every check passed"))
+        );
+        let error = CaseOutcome::Error {
+            message: "no result".into(),
+        };
+        assert_eq!(
+            variant_outcome(Variant::Sabotaged, error.clone(), "s", &mut evidence),
+            error
+        );
+        assert_eq!(
+            variant_outcome(Variant::Plain, failed.clone(), "s", &mut evidence),
+            failed
+        );
+    }
+
+    #[test]
+    fn mode_mismatch_compares_the_mode_word() {
+        assert!(check_mode(
+            "c",
+            ProxyMode::Nftables,
+            Some("nftables (log of kube-system/kube-proxy-x)")
+        )
+        .is_ok());
+        assert!(check_mode("c", ProxyMode::Nftables, None).is_ok());
+        let err = check_mode(
+            "c",
+            ProxyMode::Nftables,
+            Some("iptables (log of kube-system/kube-proxy-x)"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cluster c runs kube-proxy in iptables (log of kube-system/kube-proxy-x), not nftables"
+        );
+    }
+
+    #[test]
+    fn counts_kind_config_nodes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs");
+        for mode in ProxyMode::ALL {
+            assert_eq!(
+                kind_config_nodes(&root.join(format!("{mode}.yaml"))),
+                3,
+                "{mode}"
+            );
+        }
+        assert_eq!(kind_config_nodes(std::path::Path::new("/nonexistent")), 1);
+    }
+}

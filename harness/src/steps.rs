@@ -1,0 +1,285 @@
+//! A case's steps: the changes made between checks (a pod told to fail its
+//! readiness probe, a scale change, an address put on a node), done through
+//! the case's jig. Patches are rendered first, so they may use the same
+//! placeholders as checks (`${spareIP:1}`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::command;
+use crate::kube::apply::Applier;
+use crate::kube::exec;
+use crate::kube::jig::Jig;
+use crate::kube::manifest::ImageMap;
+use crate::model::{Action, ObjectPatch, Probe, ProbeReport};
+use crate::probe;
+use crate::resolve;
+use crate::verdict::{Facts, NodePick};
+
+const DOCKER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What must be undone when the case ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Undo {
+    /// An address put on a node.
+    Address { node: String, address: String },
+    /// A container started next to the cluster.
+    Container { name: String },
+}
+
+impl Undo {
+    /// Undoes it; the line says what happened, for the evidence.
+    pub async fn run(&self) -> String {
+        let Some(docker) = command::which("docker") else {
+            return format!("cannot undo {self:?}: no docker");
+        };
+        match self {
+            Undo::Address { node, address } => {
+                let cidr = format!("{address}/32");
+                let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
+                match command::run(&docker, &args, DOCKER_DEADLINE).await {
+                    Ok(_) => format!("removed {cidr} from node {node}"),
+                    Err(e) => format!("could not remove {cidr} from node {node}: {e}"),
+                }
+            }
+            Undo::Container { name } => {
+                match command::run(&docker, &["rm", "-f", name], DOCKER_DEADLINE).await {
+                    Ok(_) => format!("removed container {name}"),
+                    Err(e) => format!("could not remove container {name}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// The docker name of a case's container: unique per case run.
+pub fn container_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}-{name}")
+}
+
+/// The address of `container` on the `kind` network.
+pub async fn container_ip(container: &str) -> Result<String, String> {
+    let docker = command::which("docker").ok_or("no docker to ask for a container address")?;
+    let format = format!("{{{{.NetworkSettings.Networks.{KIND_NETWORK}.IPAddress}}}}");
+    let out = command::run(
+        &docker,
+        &["inspect", "-f", &format, container],
+        DOCKER_DEADLINE,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let ip = out.trim().to_string();
+    if ip.is_empty() {
+        return Err(format!(
+            "container {container} has no address on network {KIND_NETWORK}"
+        ));
+    }
+    Ok(ip)
+}
+
+/// The docker network kind puts its nodes on.
+const KIND_NETWORK: &str = "kind";
+
+/// Every string in `value`, for placeholder lookup.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// `value` with every string rendered.
+pub fn render_json(value: &Value, facts: &Facts) -> Value {
+    match value {
+        Value::String(s) => Value::String(facts.render(s)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render_json(v, facts)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), render_json(v, facts)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+async fn facts_for(jig: &Jig, templates: &[String]) -> Result<Facts, String> {
+    Ok(Facts {
+        vars: resolve::vars(jig, templates).await?,
+        ..Default::default()
+    })
+}
+
+/// Does one action; `Ok` is a line of evidence saying what was done, and
+/// what to undo when the case ends.
+pub async fn perform(
+    jig: &Jig,
+    applier: &Applier,
+    images: &ImageMap,
+    action: &Action,
+) -> Result<(String, Option<Undo>), String> {
+    match action {
+        Action::Patch(patch) => {
+            let mut templates = Vec::new();
+            strings(&patch.merge, &mut templates);
+            let facts = facts_for(jig, &templates).await?;
+            let rendered = ObjectPatch {
+                merge: render_json(&patch.merge, &facts),
+                ..patch.clone()
+            };
+            applier
+                .merge_patch(&jig.namespace, &rendered)
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?;
+            Ok((
+                format!(
+                    "patched {} {}: {}",
+                    rendered.kind, rendered.name, rendered.merge
+                ),
+                None,
+            ))
+        }
+        Action::NodeAddress { node, address } => {
+            let pick =
+                NodePick::parse(node).ok_or_else(|| format!("node {node:?} picks no node"))?;
+            let (node, _) = resolve::node(jig, &pick).await?;
+            let address = facts_for(jig, std::slice::from_ref(address))
+                .await?
+                .render(address);
+            let docker = command::which("docker")
+                .ok_or_else(|| "placing an address on a node needs docker (kind)".to_string())?;
+            let cidr = format!("{address}/32");
+            let args = ["exec", &node, "ip", "addr", "add", &cidr, "dev", "eth0"];
+            command::run(&docker, &args, DOCKER_DEADLINE)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((
+                format!("added {cidr} to node {node}"),
+                Some(Undo::Address { node, address }),
+            ))
+        }
+        Action::Apply(object) => {
+            let mut templates = Vec::new();
+            strings(object, &mut templates);
+            let facts = facts_for(jig, &templates).await?;
+            let rendered = render_json(object, &facts);
+            applier
+                .apply(&jig.namespace, &rendered)
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?;
+            Ok((
+                format!(
+                    "applied {} {}",
+                    rendered["kind"].as_str().unwrap_or("?"),
+                    rendered["metadata"]["name"].as_str().unwrap_or("?")
+                ),
+                None,
+            ))
+        }
+        Action::Container { name, image, args } => {
+            let docker = command::which("docker")
+                .ok_or_else(|| "starting a server next to the cluster needs docker".to_string())?;
+            let container = container_name(&jig.namespace, name);
+            let image = images.resolve(image);
+            let mut cmd: Vec<&str> = vec![
+                "run",
+                "-d",
+                "--network",
+                KIND_NETWORK,
+                "--hostname",
+                name,
+                "--name",
+                &container,
+                "--label",
+                "app.kubernetes.io/managed-by=svcconf",
+                image,
+            ];
+            cmd.extend(args.iter().map(String::as_str));
+            command::run(&docker, &cmd, DOCKER_DEADLINE)
+                .await
+                .map_err(|e| e.to_string())?;
+            let undo = Undo::Container {
+                name: container.clone(),
+            };
+            // The undo goes back even when the address cannot be read.
+            let ip = container_ip(&container)
+                .await
+                .unwrap_or_else(|e| format!("an unknown address ({e})"));
+            Ok((
+                format!("started container {container} ({image}) at {ip}"),
+                Some(undo),
+            ))
+        }
+        Action::HttpGet { pods, port, path } => {
+            let target = jig
+                .ready_pods(pods)
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("no ready pod {pods} to send GET {path} to"))?;
+            let client = jig
+                .client_pods()
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| "no ready client pod to send the GET from".to_string())?;
+            let probe = Probe::Http {
+                target: format!("{}:{port}", target.ip),
+                count: 1,
+                path: path.clone(),
+                interval_ms: 0,
+            };
+            let cmd = probe::command(&probe, &Facts::default());
+            let out = exec::exec(
+                &jig.client,
+                &jig.namespace,
+                &client.name,
+                &cmd,
+                probe::deadline(&probe),
+            )
+            .await
+            .map_err(|e| crate::cluster::error_chain(&e))?;
+            match probe::parse(&probe, &out.stdout) {
+                Some(ProbeReport::Http(r)) if r.ok == 1 => Ok((
+                    format!(
+                        "GET {path} on pod {} ({}) from {}: answered",
+                        target.name, target.ip, client.name
+                    ),
+                    None,
+                )),
+                _ => Err(format!(
+                    "expected GET http://{}:{port}{path} (pod {}) to answer 200, saw {}",
+                    target.ip,
+                    target.name,
+                    out.stdout.trim()
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_render_every_string() {
+        let facts = Facts {
+            vars: [("spareIP:1".to_string(), "172.18.250.3".to_string())].into(),
+            ..Default::default()
+        };
+        let merge =
+            serde_json::json!({"spec": {"externalIPs": ["${spareIP:1}"], "ports": [{"port": 80}]}});
+        let mut found = Vec::new();
+        strings(&merge, &mut found);
+        assert_eq!(found, ["${spareIP:1}"]);
+        assert_eq!(
+            render_json(&merge, &facts),
+            serde_json::json!({"spec": {"externalIPs": ["172.18.250.3"], "ports": [{"port": 80}]}})
+        );
+    }
+}

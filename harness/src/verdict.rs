@@ -1,0 +1,937 @@
+//! Verdicts: each assertion judged against one observation, in one line of
+//! expected vs observed. A missing or empty observation never passes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Assertion, DnsReport, HttpReport, Observation, ProbeReport};
+
+/// A pod as seen when the probe ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFact {
+    pub name: String,
+    pub ip: String,
+    pub node: String,
+}
+
+/// What the verdict compares against besides the observation itself: the
+/// ready pods behind each label selector the assertions mention, and the
+/// values of the run-time placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub ready_pods: BTreeMap<String, Vec<PodFact>>,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Facts {
+    /// Replaces `${key}` with its value; an unknown key stays as written, so
+    /// a comparison against it fails visibly.
+    pub fn render(&self, template: &str) -> String {
+        let mut out = template.to_string();
+        for (key, value) in &self.vars {
+            out = out.replace(&format!("${{{key}}}"), value);
+        }
+        out
+    }
+
+    /// Renders each template; one that renders to a comma-separated list
+    /// (a multi-valued placeholder such as `${podIPs:app=web}`) contributes
+    /// each of its items. Empty items are dropped, so "no pods" is an empty
+    /// set, not a set holding "".
+    pub fn render_set(&self, templates: &[String]) -> BTreeSet<String> {
+        templates
+            .iter()
+            .flat_map(|t| {
+                self.render(t)
+                    .split(',')
+                    .map(|i| i.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|i| !i.is_empty())
+            .collect()
+    }
+}
+
+/// A run-time value a template refers to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Placeholder {
+    /// `${clusterIP:<service>}` in the case's namespace, or
+    /// `${clusterIP:<namespace>/<service>}` (e.g. `default/kubernetes`).
+    ClusterIp {
+        namespace: Option<String>,
+        service: String,
+    },
+    /// `${podIPs:<label selector>}`: the ready pods' IPs, comma-separated.
+    PodIps { selector: String },
+    /// `${nodeIP:<pick>}`: a node's InternalIP.
+    NodeIp(NodePick),
+    /// `${spareIP:<pick>}`: an unused address beside that node's, for the
+    /// harness to place on it (externalIPs).
+    SpareIp(NodePick),
+    /// `${nodePort:<service>}`: the first port's nodePort.
+    NodePort { service: String },
+    /// `${healthCheckNodePort:<service>}` (externalTrafficPolicy Local).
+    HealthCheckNodePort { service: String },
+    /// `${containerIP:<name>}`: the address of a container a step started.
+    ContainerIp { name: String },
+}
+
+/// Which node a `${nodeIP:...}` means. Nodes are taken in name order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodePick {
+    /// `${nodeIP:0}`: the n-th node.
+    Index(usize),
+    /// `${nodeIP:with=<selector>}`: the first node running a ready pod
+    /// matching the selector.
+    With(String),
+    /// `${nodeIP:without=<selector>}`: the first node running none.
+    Without(String),
+}
+
+impl NodePick {
+    /// `0`, `with=<selector>` or `without=<selector>`.
+    pub fn parse(spec: &str) -> Option<NodePick> {
+        match (spec.parse::<usize>(), spec.split_once('=')) {
+            (Ok(i), _) => Some(NodePick::Index(i)),
+            (_, Some(("without", sel))) => Some(NodePick::Without(sel.to_string())),
+            (_, Some(("with", sel))) => Some(NodePick::With(sel.to_string())),
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            NodePick::Index(i) => i.to_string(),
+            NodePick::With(sel) => format!("with={sel}"),
+            NodePick::Without(sel) => format!("without={sel}"),
+        }
+    }
+
+    /// Picks from `nodes` (name, InternalIP; in name order) given the nodes
+    /// the selector's ready pods run on; the error says what was missing.
+    pub fn pick<'a>(
+        &self,
+        nodes: &'a [(String, String)],
+        pod_nodes: &std::collections::BTreeSet<String>,
+    ) -> Result<&'a (String, String), String> {
+        let found = match self {
+            NodePick::Index(i) => nodes.get(*i),
+            NodePick::With(_) => nodes.iter().find(|(n, _)| pod_nodes.contains(n)),
+            NodePick::Without(_) => nodes.iter().find(|(n, _)| !pod_nodes.contains(n)),
+        };
+        found.ok_or_else(|| {
+            let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+            let what = match self {
+                NodePick::Index(i) => format!("node #{i}"),
+                NodePick::With(sel) => format!("node with ready pods {sel}"),
+                NodePick::Without(sel) => format!("node without ready pods {sel}"),
+            };
+            format!(
+                "found no {what} among [{}] (pods on [{}])",
+                names.join(", "),
+                pod_nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
+impl Placeholder {
+    /// The key in [`Facts::vars`] (what sits between `${` and `}`).
+    pub fn key(&self) -> String {
+        match self {
+            Placeholder::ClusterIp {
+                namespace: Some(ns),
+                service,
+            } => format!("clusterIP:{ns}/{service}"),
+            Placeholder::ClusterIp {
+                namespace: None,
+                service,
+            } => format!("clusterIP:{service}"),
+            Placeholder::PodIps { selector } => format!("podIPs:{selector}"),
+            Placeholder::NodeIp(pick) => format!("nodeIP:{}", pick.key()),
+            Placeholder::SpareIp(pick) => format!("spareIP:{}", pick.key()),
+            Placeholder::NodePort { service } => format!("nodePort:{service}"),
+            Placeholder::HealthCheckNodePort { service } => {
+                format!("healthCheckNodePort:{service}")
+            }
+            Placeholder::ContainerIp { name } => format!("containerIP:{name}"),
+        }
+    }
+}
+
+/// Every placeholder the templates use, once each (`${namespace}` is
+/// always known and not listed).
+pub fn placeholders(templates: &[String]) -> BTreeSet<Placeholder> {
+    let re = regex::Regex::new(
+        r"\$\{(clusterIP|podIPs|nodeIP|spareIP|nodePort|healthCheckNodePort|containerIP):([^}]+)\}",
+    )
+    .expect("valid regex");
+    templates
+        .iter()
+        .flat_map(|t| {
+            re.captures_iter(t)
+                .map(|c| match &c[1] {
+                    "clusterIP" => match c[2].split_once('/') {
+                        Some((ns, svc)) => Placeholder::ClusterIp {
+                            namespace: Some(ns.to_string()),
+                            service: svc.to_string(),
+                        },
+                        None => Placeholder::ClusterIp {
+                            namespace: None,
+                            service: c[2].to_string(),
+                        },
+                    },
+                    "podIPs" => Placeholder::PodIps {
+                        selector: c[2].to_string(),
+                    },
+                    // An unreadable pick names no node: resolving it fails
+                    // with the list of nodes there are.
+                    "nodeIP" => Placeholder::NodeIp(
+                        NodePick::parse(&c[2]).unwrap_or(NodePick::Index(usize::MAX)),
+                    ),
+                    "spareIP" => Placeholder::SpareIp(
+                        NodePick::parse(&c[2]).unwrap_or(NodePick::Index(usize::MAX)),
+                    ),
+                    "nodePort" => Placeholder::NodePort {
+                        service: c[2].to_string(),
+                    },
+                    "containerIP" => Placeholder::ContainerIp {
+                        name: c[2].to_string(),
+                    },
+                    _ => Placeholder::HealthCheckNodePort {
+                        service: c[2].to_string(),
+                    },
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Judges one assertion: `Ok` when it holds, else the one-line mismatch.
+pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<(), String> {
+    match (assertion, &obs.report) {
+        (Assertion::AllOk, ProbeReport::Http(r)) => all_ok(r),
+        (Assertion::Backends { pods, count }, ProbeReport::Http(r)) => {
+            backends(r, pods, *count, facts)
+        }
+        (Assertion::ServerPort(port), ProbeReport::Http(r)) => server_port(r, *port),
+        (Assertion::AllFailWith(kind), ProbeReport::Http(r)) => all_fail_with(r, kind),
+        (Assertion::ClientIpIsClientPod, ProbeReport::Http(r)) => client_ip(r, &obs.client_ip),
+        (Assertion::TcpResult(want), ProbeReport::Tcp(r)) => {
+            if r.result.eq_ignore_ascii_case(want) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected tcp {} to be {want}, saw {}",
+                    r.target,
+                    or_none(&r.result)
+                ))
+            }
+        }
+        (Assertion::Rcode(want), ProbeReport::Dns(r)) => {
+            if r.rcode.eq_ignore_ascii_case(want) {
+                Ok(())
+            } else {
+                let err = r
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "expected {} {} to answer {want}, saw {}{err}",
+                    r.name,
+                    r.record_type,
+                    or_none(&r.rcode)
+                ))
+            }
+        }
+        (Assertion::Answers(want), ProbeReport::Dns(r)) => {
+            let want = facts.render_set(want);
+            let seen: BTreeSet<String> = r.answers.iter().cloned().collect();
+            if want == seen {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected {} {} to answer exactly [{}], saw [{}] ({})",
+                    r.name,
+                    r.record_type,
+                    join(&want),
+                    join(&seen),
+                    or_none(&r.rcode)
+                ))
+            }
+        }
+        (Assertion::Srv(want), ProbeReport::Dns(r)) => srv(r, &facts.render_set(want)),
+        (Assertion::OneBackend, ProbeReport::Http(r)) => one_backend(r),
+        (Assertion::MinBackends(n), ProbeReport::Http(r)) => min_backends(r, *n),
+        (Assertion::Status(code), ProbeReport::Http(r)) => status(r, *code),
+        (Assertion::ClientIpNotClient, ProbeReport::Http(r)) => not_client_ip(r, &obs.client_ip),
+        (assertion, report) => Err(format!(
+            "assertion {} cannot judge a {} probe",
+            assertion_name(assertion),
+            match report {
+                ProbeReport::Http(_) => "http",
+                ProbeReport::Tcp(_) => "tcp",
+                ProbeReport::Dns(_) => "dns",
+            }
+        )),
+    }
+}
+
+fn assertion_name(a: &Assertion) -> &'static str {
+    match a {
+        Assertion::AllOk => "allOk",
+        Assertion::Backends { .. } => "backends",
+        Assertion::ServerPort(_) => "serverPort",
+        Assertion::AllFailWith(_) => "allFailWith",
+        Assertion::TcpResult(_) => "tcpResult",
+        Assertion::Rcode(_) => "rcode",
+        Assertion::Answers(_) => "answers",
+        Assertion::ClientIpIsClientPod => "clientIpIsClientPod",
+        Assertion::Srv(_) => "srv",
+        Assertion::OneBackend => "oneBackend",
+        Assertion::MinBackends(_) => "minBackends",
+        Assertion::Status(_) => "status",
+        Assertion::ClientIpNotClient => "clientIpNotClient",
+    }
+}
+
+/// SRV answers read as `PORT TARGET` (the probe prints
+/// `PRIORITY WEIGHT PORT TARGET`), compared as a set.
+fn srv(r: &DnsReport, want: &BTreeSet<String>) -> Result<(), String> {
+    let seen: BTreeSet<String> = r
+        .answers
+        .iter()
+        .map(|a| {
+            let fields: Vec<&str> = a.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, _, port, target] => format!("{port} {target}"),
+                _ => format!("unreadable SRV {a:?}"),
+            }
+        })
+        .collect();
+    if !want.is_empty() && &seen == want {
+        return Ok(());
+    }
+    Err(format!(
+        "expected {} SRV to answer exactly [{}] (port target), saw [{}] ({})",
+        r.name,
+        join(want),
+        join(&seen),
+        or_none(&r.rcode)
+    ))
+}
+
+fn one_backend(r: &HttpReport) -> Result<(), String> {
+    let distinct = r.backends.values().filter(|n| **n > 0).count();
+    if r.count > 0 && r.ok == r.count && distinct == 1 {
+        return Ok(());
+    }
+    Err(format!(
+        "expected all {} requests to {} answered by one backend, saw {} ({}/{} answered){}",
+        r.count,
+        or_none(&r.url),
+        backend_tally(r),
+        r.ok,
+        r.count,
+        errors_suffix(r)
+    ))
+}
+
+fn backend_tally(r: &HttpReport) -> String {
+    let seen: Vec<String> = r
+        .backends
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(b, n)| format!("{b} x{n}"))
+        .collect();
+    if seen.is_empty() {
+        "none".to_string()
+    } else {
+        seen.join(", ")
+    }
+}
+
+fn min_backends(r: &HttpReport, min: usize) -> Result<(), String> {
+    let distinct = r.backends.values().filter(|n| **n > 0).count();
+    if r.count > 0 && r.ok == r.count && distinct >= min {
+        return Ok(());
+    }
+    Err(format!(
+        "expected {} requests to {} answered by at least {min} distinct backends, saw {distinct}: {} ({}/{} answered; sequence {}){}",
+        r.count,
+        or_none(&r.url),
+        backend_tally(r),
+        r.ok,
+        r.count,
+        r.sequence.join(" "),
+        errors_suffix(r)
+    ))
+}
+
+fn status(r: &HttpReport, code: u16) -> Result<(), String> {
+    let want = code.to_string();
+    let of_code = r.status_codes.get(&want).copied().unwrap_or(0);
+    if r.count > 0 && of_code == r.count {
+        return Ok(());
+    }
+    let seen: Vec<String> = r
+        .status_codes
+        .iter()
+        .map(|(c, n)| format!("{c} x{n}"))
+        .collect();
+    Err(format!(
+        "expected all {} requests to {} answered {code}, saw [{}]{}",
+        r.count,
+        or_none(&r.url),
+        seen.join(", "),
+        errors_suffix(r)
+    ))
+}
+
+fn not_client_ip(r: &HttpReport, client_ip: &str) -> Result<(), String> {
+    let seen: BTreeSet<&str> = r.client_ips.keys().map(String::as_str).collect();
+    if !client_ip.is_empty() && r.count > 0 && r.ok == r.count && !seen.contains(client_ip) {
+        return Ok(());
+    }
+    Err(format!(
+        "expected backends to see a node address, not the client's own {}, saw [{}] ({}/{} answered){}",
+        or_none(client_ip),
+        join(&seen),
+        r.ok,
+        r.count,
+        errors_suffix(r)
+    ))
+}
+
+fn all_ok(r: &HttpReport) -> Result<(), String> {
+    if r.count > 0 && r.ok == r.count && r.errors.total() == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "expected {n}/{n} requests to {url} answered 200, saw {ok}{errors}",
+        n = r.count.max(1),
+        url = or_none(&r.url),
+        ok = r.ok,
+        errors = errors_suffix(r)
+    ))
+}
+
+fn backends(r: &HttpReport, selector: &str, count: usize, facts: &Facts) -> Result<(), String> {
+    let pods: BTreeSet<&str> = facts
+        .ready_pods
+        .get(selector)
+        .map(|pods| pods.iter().map(|p| p.name.as_str()).collect())
+        .unwrap_or_default();
+    if pods.len() != count {
+        return Err(format!(
+            "expected {count} ready pods {selector} to compare against, found {}: [{}]",
+            pods.len(),
+            join(&pods)
+        ));
+    }
+    let seen: BTreeSet<&str> = r
+        .backends
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(b, _)| b.as_str())
+        .collect();
+    if seen == pods {
+        return Ok(());
+    }
+    let tally = if r.backends.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = r
+            .backends
+            .iter()
+            .map(|(b, n)| format!("{b} x{n}"))
+            .collect();
+        format!(": {}", list.join(", "))
+    };
+    let strangers: Vec<&str> = seen.difference(&pods).copied().collect();
+    let strangers = if strangers.is_empty() {
+        String::new()
+    } else {
+        format!("; not pods {selector}: {}", strangers.join(", "))
+    };
+    Err(format!(
+        "expected {count} distinct backends ({selector}) over {} requests, saw {}{tally}{strangers}{}",
+        r.count,
+        seen.len(),
+        errors_suffix(r)
+    ))
+}
+
+fn server_port(r: &HttpReport, port: u16) -> Result<(), String> {
+    let all_answered = r.count > 0 && r.ok == r.count;
+    // A per-port tally covers every answer; without one, the first answer's
+    // echo says which container port the Service port led to.
+    let (seen, holds) = if !r.server_ports.is_empty() {
+        let answers: u32 = r.server_ports.values().sum();
+        let only = r.server_ports.keys().all(|p| p == &port.to_string());
+        let seen = r
+            .server_ports
+            .iter()
+            .map(|(p, n)| format!("{p} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (seen, only && answers == r.ok)
+    } else if let Some(first) = r.first_server_port() {
+        (format!("{first} (first answer)"), first == port)
+    } else {
+        ("no echo reply".to_string(), false)
+    };
+    if all_answered && holds {
+        return Ok(());
+    }
+    let answered = if all_answered {
+        String::new()
+    } else {
+        format!(" ({}/{} answered)", r.ok, r.count)
+    };
+    Err(format!(
+        "expected all {} answers from {} on container port {port}, saw {seen}{answered}{}",
+        r.count,
+        or_none(&r.url),
+        errors_suffix(r)
+    ))
+}
+
+fn all_fail_with(r: &HttpReport, kind: &str) -> Result<(), String> {
+    let of_kind = r
+        .errors
+        .nonzero()
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(kind))
+        .map_or(0, |(_, n)| n);
+    if r.count > 0 && of_kind == r.count {
+        return Ok(());
+    }
+    Err(format!(
+        "expected all {} requests to {} to fail with {kind}, saw {} answered{}",
+        r.count,
+        or_none(&r.url),
+        r.ok,
+        errors_suffix(r)
+    ))
+}
+
+fn client_ip(r: &HttpReport, client_ip: &str) -> Result<(), String> {
+    let seen: BTreeSet<&str> = r.client_ips.keys().map(String::as_str).collect();
+    if !client_ip.is_empty() && seen.len() == 1 && seen.contains(client_ip) && r.ok == r.count {
+        return Ok(());
+    }
+    Err(format!(
+        "expected backends to see the client pod's IP {}, saw [{}]{}",
+        or_none(client_ip),
+        join(&seen),
+        errors_suffix(r)
+    ))
+}
+
+fn errors_suffix(r: &HttpReport) -> String {
+    let errors = r.errors.nonzero();
+    if errors.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let first = r
+        .first_error
+        .as_deref()
+        .map(|e| format!(", first: {e}"))
+        .unwrap_or_default();
+    format!("; errors: {}{first}", list.join(", "))
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() {
+        "nothing"
+    } else {
+        s
+    }
+}
+
+fn join<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items
+        .into_iter()
+        .map(|s| s.as_ref().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProbeErrors;
+
+    fn http(backends: &[(&str, u32)], ok: u32, count: u32) -> Observation {
+        let report = HttpReport {
+            url: "http://10.96.0.20:80/".into(),
+            count,
+            ok,
+            backends: backends.iter().map(|(b, n)| (b.to_string(), *n)).collect(),
+            server_ports: [("8080".to_string(), ok)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            client_ips: [("10.244.0.5".to_string(), ok)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            errors: ProbeErrors {
+                refused: count - ok,
+                ..Default::default()
+            },
+            first_error: (ok < count).then(|| "connection refused".to_string()),
+            ..Default::default()
+        };
+        observation(ProbeReport::Http(report))
+    }
+
+    fn observation(report: ProbeReport) -> Observation {
+        Observation {
+            client_pod: "client-abc".into(),
+            client_node: "n0".into(),
+            client_ip: "10.244.0.5".into(),
+            command: vec![],
+            report,
+            raw: String::new(),
+        }
+    }
+
+    fn facts() -> Facts {
+        let pods = ["web-7c9f-a", "web-7c9f-b", "web-7c9f-c"]
+            .iter()
+            .map(|n| PodFact {
+                name: n.to_string(),
+                ip: String::new(),
+                node: String::new(),
+            })
+            .collect();
+        Facts {
+            ready_pods: [("app=web".to_string(), pods)].into(),
+            vars: [("clusterIP:web".into(), "10.96.0.20".into())].into(),
+        }
+    }
+
+    fn backends3() -> Assertion {
+        Assertion::Backends {
+            pods: "app=web".into(),
+            count: 3,
+        }
+    }
+
+    #[test]
+    fn every_backend_answering_passes() {
+        let obs = http(
+            &[("web-7c9f-a", 10), ("web-7c9f-b", 12), ("web-7c9f-c", 8)],
+            30,
+            30,
+        );
+        assert_eq!(judge(&backends3(), &obs, &facts()), Ok(()));
+        assert_eq!(judge(&Assertion::AllOk, &obs, &facts()), Ok(()));
+        assert_eq!(judge(&Assertion::ServerPort(8080), &obs, &facts()), Ok(()));
+        assert_eq!(
+            judge(&Assertion::ClientIpIsClientPod, &obs, &facts()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn one_backend_says_expected_and_seen() {
+        let obs = http(&[("web-7c9f-a", 30)], 30, 30);
+        let msg = judge(&backends3(), &obs, &facts()).unwrap_err();
+        assert_eq!(
+            msg,
+            "expected 3 distinct backends (app=web) over 30 requests, saw 1: web-7c9f-a x30"
+        );
+    }
+
+    #[test]
+    fn no_answers_fail_every_http_assertion() {
+        let obs = http(&[], 0, 30);
+        let f = facts();
+        for a in [
+            Assertion::AllOk,
+            backends3(),
+            Assertion::ServerPort(8080),
+            Assertion::ClientIpIsClientPod,
+        ] {
+            let msg = judge(&a, &obs, &f).unwrap_err();
+            assert!(
+                msg.contains("errors: refused 30, first: connection refused"),
+                "{msg}"
+            );
+        }
+        assert_eq!(
+            judge(&Assertion::AllOk, &obs, &f).unwrap_err(),
+            "expected 30/30 requests to http://10.96.0.20:80/ answered 200, saw 0; errors: refused 30, first: connection refused"
+        );
+        assert_eq!(
+            judge(&Assertion::AllFailWith("refused".into()), &obs, &f),
+            Ok(())
+        );
+        assert!(judge(&Assertion::ServerPort(8080), &obs, &f)
+            .unwrap_err()
+            .contains("(0/30 answered)"));
+    }
+
+    #[test]
+    fn an_empty_report_is_not_a_pass() {
+        let obs = observation(ProbeReport::Http(HttpReport::default()));
+        let f = facts();
+        assert!(judge(&Assertion::AllOk, &obs, &f).is_err());
+        assert!(judge(&Assertion::ServerPort(8080), &obs, &f).is_err());
+        assert!(judge(&Assertion::AllFailWith("refused".into()), &obs, &f).is_err());
+        let dns = observation(ProbeReport::Dns(DnsReport::default()));
+        assert!(judge(&Assertion::Rcode("NOERROR".into()), &dns, &f).is_err());
+    }
+
+    #[test]
+    fn wrong_port_and_strangers_are_named() {
+        let obs = http(&[("web-7c9f-a", 10), ("db-1", 20)], 30, 30);
+        let msg = judge(&backends3(), &obs, &facts()).unwrap_err();
+        assert!(msg.ends_with("; not pods app=web: db-1"), "{msg}");
+        let msg = judge(&Assertion::ServerPort(8443), &obs, &facts()).unwrap_err();
+        assert_eq!(msg, "expected all 30 answers from http://10.96.0.20:80/ on container port 8443, saw 8080 x30");
+    }
+
+    #[test]
+    fn server_port_falls_back_to_the_first_echo() {
+        let mut obs = http(&[("web-7c9f-a", 10)], 10, 10);
+        let ProbeReport::Http(r) = &mut obs.report else {
+            unreachable!()
+        };
+        r.server_ports.clear();
+        r.body_snippet = Some(r#"{"hostname":"web-7c9f-a","podIP":"10.244.1.2","clientIP":"10.244.0.5","clientPort":40000,"serverPort":8443,"path":"/"}"#.into());
+        assert_eq!(judge(&Assertion::ServerPort(8443), &obs, &facts()), Ok(()));
+        let msg = judge(&Assertion::ServerPort(8080), &obs, &facts()).unwrap_err();
+        assert!(
+            msg.ends_with("on container port 8080, saw 8443 (first answer)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn too_few_ready_pods_is_a_mismatch_not_a_pass() {
+        let mut f = facts();
+        f.ready_pods.get_mut("app=web").unwrap().pop();
+        let obs = http(&[("web-7c9f-a", 15), ("web-7c9f-b", 15)], 30, 30);
+        let msg = judge(&backends3(), &obs, &f).unwrap_err();
+        assert!(
+            msg.starts_with("expected 3 ready pods app=web to compare against, found 2"),
+            "{msg}"
+        );
+    }
+
+    fn dns(name: &str, t: &str, answers: &[&str]) -> Observation {
+        observation(ProbeReport::Dns(DnsReport {
+            name: name.into(),
+            record_type: t.into(),
+            rcode: if answers.is_empty() {
+                "NXDOMAIN"
+            } else {
+                "NOERROR"
+            }
+            .into(),
+            answers: answers.iter().map(|a| a.to_string()).collect(),
+            error: None,
+        }))
+    }
+
+    #[test]
+    fn multi_valued_placeholders_expand_into_sets() {
+        let mut f = facts();
+        f.vars
+            .insert("podIPs:app=web".into(), "10.244.1.2,10.244.2.3".into());
+        f.vars.insert("podIPs:app=none".into(), String::new());
+        let want = vec!["${podIPs:app=web}".to_string()];
+        let obs = dns("web", "A", &["10.244.1.2", "10.244.2.3"]);
+        assert_eq!(judge(&Assertion::Answers(want.clone()), &obs, &f), Ok(()));
+        let obs = dns("web", "A", &["10.244.1.2", "10.244.2.3", "10.244.2.9"]);
+        assert_eq!(
+            judge(&Assertion::Answers(want), &obs, &f).unwrap_err(),
+            "expected web A to answer exactly [10.244.1.2, 10.244.2.3], saw [10.244.1.2, 10.244.2.3, 10.244.2.9] (NOERROR)"
+        );
+        assert!(f.render_set(&["${podIPs:app=none}".into()]).is_empty());
+    }
+
+    #[test]
+    fn finds_placeholders_with_their_keys() {
+        let found = placeholders(&[
+            "${clusterIP:web}:80".into(),
+            "${clusterIP:default/kubernetes}".into(),
+            "${podIPs:app=web,tier in (a)} ${clusterIP:web}".into(),
+            "${namespace}".into(),
+        ]);
+        let keys: Vec<String> = found.iter().map(Placeholder::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "clusterIP:web",
+                "clusterIP:default/kubernetes",
+                "podIPs:app=web,tier in (a)"
+            ]
+        );
+    }
+
+    #[test]
+    fn node_placeholders_pick_by_index_and_by_pods() {
+        let found = placeholders(&[
+            "${nodeIP:1}:${nodePort:web}".into(),
+            "${nodeIP:with=app=web}:${healthCheckNodePort:web}".into(),
+            "${nodeIP:without=app=web}".into(),
+        ]);
+        let keys: Vec<String> = found.iter().map(Placeholder::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "nodeIP:1",
+                "nodeIP:with=app=web",
+                "nodeIP:without=app=web",
+                "nodePort:web",
+                "healthCheckNodePort:web"
+            ]
+        );
+        let nodes: Vec<(String, String)> = [
+            ("cp", "172.18.0.4"),
+            ("w1", "172.18.0.2"),
+            ("w2", "172.18.0.3"),
+        ]
+        .iter()
+        .map(|(n, ip)| (n.to_string(), ip.to_string()))
+        .collect();
+        let on: BTreeSet<String> = ["w2".to_string()].into();
+        assert_eq!(
+            NodePick::Index(1).pick(&nodes, &on).unwrap().1,
+            "172.18.0.2"
+        );
+        assert_eq!(
+            NodePick::With("app=web".into())
+                .pick(&nodes, &on)
+                .unwrap()
+                .0,
+            "w2"
+        );
+        assert_eq!(
+            NodePick::Without("app=web".into())
+                .pick(&nodes, &on)
+                .unwrap()
+                .0,
+            "cp"
+        );
+        let everywhere: BTreeSet<String> =
+            ["cp", "w1", "w2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            NodePick::Without("app=web".into())
+                .pick(&nodes, &everywhere)
+                .unwrap_err(),
+            "found no node without ready pods app=web among [cp, w1, w2] (pods on [cp, w1, w2])"
+        );
+    }
+
+    #[test]
+    fn srv_compares_port_and_target_only() {
+        let f = facts();
+        let obs = dns(
+            "_http._tcp.web.ns.svc.cluster.local",
+            "SRV",
+            &["0 100 80 web.ns.svc.cluster.local."],
+        );
+        let want = |s: &str| Assertion::Srv(vec![s.to_string()]);
+        assert_eq!(
+            judge(&want("80 web.ns.svc.cluster.local."), &obs, &f),
+            Ok(())
+        );
+        assert_eq!(
+            judge(&want("8080 web.ns.svc.cluster.local."), &obs, &f).unwrap_err(),
+            "expected _http._tcp.web.ns.svc.cluster.local SRV to answer exactly [8080 web.ns.svc.cluster.local.] (port target), saw [80 web.ns.svc.cluster.local.] (NOERROR)"
+        );
+        let none = dns("_http._tcp.web", "SRV", &[]);
+        assert!(judge(&want("80 web."), &none, &f)
+            .unwrap_err()
+            .ends_with("saw [] (NXDOMAIN)"));
+        assert!(judge(&Assertion::Srv(vec![]), &none, &f).is_err());
+    }
+
+    #[test]
+    fn min_backends_counts_distinct_answering_backends() {
+        let f = facts();
+        let moved = http(&[("web-7c9f-a", 4), ("web-7c9f-b", 2)], 6, 6);
+        assert_eq!(judge(&Assertion::MinBackends(2), &moved, &f), Ok(()));
+        let stuck = http(&[("web-7c9f-a", 6)], 6, 6);
+        let msg = judge(&Assertion::MinBackends(2), &stuck, &f).unwrap_err();
+        assert!(
+            msg.starts_with("expected 6 requests to http://10.96.0.20:80/ answered by at least 2 distinct backends, saw 1: web-7c9f-a x6"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn status_and_masqueraded_source() {
+        let f = facts();
+        let mut obs = http(&[], 2, 2);
+        let ProbeReport::Http(r) = &mut obs.report else {
+            unreachable!()
+        };
+        r.status_codes.insert("503".into(), 2);
+        assert_eq!(judge(&Assertion::Status(503), &obs, &f), Ok(()));
+        assert_eq!(
+            judge(&Assertion::Status(200), &obs, &f).unwrap_err(),
+            "expected all 2 requests to http://10.96.0.20:80/ answered 200, saw [503 x2]"
+        );
+        // The fake backend saw 10.244.0.5, the client's own address.
+        let own = http(&[("web-7c9f-a", 3)], 3, 3);
+        assert!(judge(&Assertion::ClientIpNotClient, &own, &f)
+            .unwrap_err()
+            .starts_with("expected backends to see a node address, not the client's own 10.244.0.5, saw [10.244.0.5]"));
+        let mut masq = own.clone();
+        masq.client_ip = "172.18.0.1".into();
+        assert_eq!(judge(&Assertion::ClientIpNotClient, &masq, &f), Ok(()));
+    }
+
+    #[test]
+    fn one_backend_holds_only_for_a_single_answering_backend() {
+        let f = facts();
+        let sticky = http(&[("web-7c9f-a", 30)], 30, 30);
+        assert_eq!(judge(&Assertion::OneBackend, &sticky, &f), Ok(()));
+        let spread = http(&[("web-7c9f-a", 20), ("web-7c9f-b", 10)], 30, 30);
+        assert_eq!(
+            judge(&Assertion::OneBackend, &spread, &f).unwrap_err(),
+            "expected all 30 requests to http://10.96.0.20:80/ answered by one backend, saw web-7c9f-a x20, web-7c9f-b x10 (30/30 answered)"
+        );
+        let none = http(&[], 0, 30);
+        assert!(judge(&Assertion::OneBackend, &none, &f)
+            .unwrap_err()
+            .contains("saw none (0/30 answered); errors: refused 30"));
+    }
+
+    #[test]
+    fn dns_answers_are_compared_as_rendered_sets() {
+        let report = DnsReport {
+            name: "web".into(),
+            record_type: "A".into(),
+            rcode: "NOERROR".into(),
+            answers: vec!["10.96.0.20".into()],
+            error: None,
+        };
+        let obs = observation(ProbeReport::Dns(report));
+        let f = facts();
+        assert_eq!(
+            judge(
+                &Assertion::Answers(vec!["${clusterIP:web}".into()]),
+                &obs,
+                &f
+            ),
+            Ok(())
+        );
+        let msg = judge(&Assertion::Answers(vec!["10.96.0.21".into()]), &obs, &f).unwrap_err();
+        assert_eq!(
+            msg,
+            "expected web A to answer exactly [10.96.0.21], saw [10.96.0.20] (NOERROR)"
+        );
+        assert!(judge(&Assertion::AllOk, &obs, &f)
+            .unwrap_err()
+            .contains("cannot judge a dns probe"));
+    }
+}

@@ -1,0 +1,69 @@
+//! svcconf's cases. Each case is one declaration under `cases/<suite>/` and
+//! the fixtures it names under `../fixtures/`; this crate loads them, checks
+//! them (unit tests, no cluster), and runs them on kind clusters through
+//! `cargo test --features kind` (tests/kind.rs).
+//!
+//! Adding a case: write `cases/<suite>/<name>.yaml` (name, fixtures, ready,
+//! checks, sabotage) and its fixture file; `cargo test` then checks that the
+//! name is unique and every fixture parses.
+
+use std::path::Path;
+
+use svcconf_harness::catalog::{CatalogError, Project};
+use svcconf_harness::model::Catalog;
+
+/// The project this crate lives in.
+pub fn project() -> Result<Project, CatalogError> {
+    Project::discover(Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")))
+}
+
+/// Every case, validated.
+pub fn catalog() -> Result<Catalog, CatalogError> {
+    project()?.load_catalog()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
+    use svcconf_harness::kube::manifest::ImageMap;
+
+    #[test]
+    fn the_catalog_loads_with_unique_names() {
+        let catalog =
+            catalog().unwrap_or_else(|e| panic!("{}", svcconf_harness::cluster::error_chain(&e)));
+        let names: Vec<&str> = catalog.cases().iter().map(|c| c.name.as_str()).collect();
+        assert!(
+            names.contains(&"clusterip-basic") && names.contains(&"multi-port"),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn every_fixture_runs_only_the_probe_image() {
+        let mut map = ImageMap::default();
+        map.insert(PROBE_IMAGE, "svcconf/probe:test");
+        let fixtures = Fixtures::new(project().unwrap(), map);
+        let catalog = catalog().unwrap();
+        assert_eq!(
+            fixtures.images(catalog.cases()).unwrap(),
+            vec!["svcconf/probe:test".to_string()]
+        );
+    }
+
+    #[test]
+    fn every_case_has_a_sabotage_that_changes_something() {
+        for case in catalog().unwrap().cases() {
+            assert!(
+                case.sabotage.patch.merge.is_object(),
+                "{}: sabotage patches nothing",
+                case.id()
+            );
+            assert!(
+                !case.sabotage.settle.is_empty(),
+                "{}: sabotage must say what to wait for",
+                case.id()
+            );
+        }
+    }
+}
