@@ -132,6 +132,8 @@ pub struct HttpReport {
     /// Client IP as the server saw it -> responses, from echo bodies only.
     #[serde(rename = "clientIPs")]
     pub client_ips: BTreeMap<String, u32>,
+    /// Container port that answered -> responses, from echo bodies only.
+    pub server_ports: BTreeMap<String, u32>,
     pub status_codes: BTreeMap<String, u32>,
     pub errors: ErrorCounts,
     /// `null` when no attempt got a response.
@@ -172,6 +174,7 @@ impl HttpTally {
             Ok(echo) => {
                 *r.backends.entry(echo.hostname.clone()).or_default() += 1;
                 *r.client_ips.entry(echo.client_ip).or_default() += 1;
+                *r.server_ports.entry(echo.server_port.to_string()).or_default() += 1;
                 r.sequence.push(echo.hostname);
             }
             Err(_) => r.sequence.push(format!("http-{status}")),
@@ -315,6 +318,7 @@ mod tests {
         assert_eq!(r.backends["web-a"], 2);
         assert_eq!(r.backends["web-b"], 1);
         assert_eq!(r.client_ips["10.0.0.1"], 2);
+        assert_eq!(r.server_ports.values().sum::<u32>(), 3);
         assert_eq!(r.status_codes["200"], 3);
         assert_eq!(r.status_codes["503"], 1);
         assert_eq!(
