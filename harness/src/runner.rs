@@ -246,6 +246,9 @@ impl Clusters {
                     Err(e) => done.push(format!("could not delete kind cluster {name}: {e}")),
                 }
             }
+            if kind.release_network().await {
+                done.push("removed the kind docker network this run created".into());
+            }
         }
         done
     }

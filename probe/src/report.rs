@@ -174,7 +174,9 @@ impl HttpTally {
             Ok(echo) => {
                 *r.backends.entry(echo.hostname.clone()).or_default() += 1;
                 *r.client_ips.entry(echo.client_ip).or_default() += 1;
-                *r.server_ports.entry(echo.server_port.to_string()).or_default() += 1;
+                *r.server_ports
+                    .entry(echo.server_port.to_string())
+                    .or_default() += 1;
                 r.sequence.push(echo.hostname);
             }
             Err(_) => r.sequence.push(format!("http-{status}")),

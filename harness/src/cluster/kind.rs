@@ -2,6 +2,8 @@
 //! already exists, deleted at exit only when this run created it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{self, CommandError};
@@ -26,10 +28,16 @@ pub enum KindError {
     },
 }
 
+/// The docker network kind puts every cluster's nodes on; kind creates it on
+/// first use and never removes it.
+const KIND_NETWORK: &str = "kind";
+
 /// The kind binary.
 #[derive(Debug, Clone)]
 pub struct Kind {
     bin: PathBuf,
+    /// This run created kind's docker network, so it removes it once unused.
+    created_network: Arc<AtomicBool>,
 }
 
 /// A kind cluster this run uses.
@@ -46,19 +54,22 @@ impl Kind {
     pub fn locate(kit: Option<&Kit>) -> Result<Self, KindError> {
         if let Some(kit) = kit {
             if kit.kind.is_file() {
-                return Ok(Kind {
-                    bin: kit.kind.clone(),
-                });
+                return Ok(Kind::at(kit.kind.clone()));
             }
         }
-        command::which("kind")
-            .map(|bin| Kind { bin })
-            .ok_or_else(|| {
-                KindError::NotFound(
-                    "no `kind` on PATH and no kit (ci/kit/kit build); see https://kind.sigs.k8s.io"
-                        .into(),
-                )
-            })
+        command::which("kind").map(Kind::at).ok_or_else(|| {
+            KindError::NotFound(
+                "no `kind` on PATH and no kit (ci/kit/kit build); see https://kind.sigs.k8s.io"
+                    .into(),
+            )
+        })
+    }
+
+    fn at(bin: PathBuf) -> Self {
+        Kind {
+            bin,
+            created_network: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn bin(&self) -> &Path {
@@ -106,9 +117,18 @@ impl Kind {
             if let Some(image) = node_image {
                 args.extend(["--image", image]);
             }
+            let network_existed = network_exists().await;
             let result = command::run(&self.bin, &args, CREATE_DEADLINE).await;
             let _ = std::fs::remove_file(&kubeconfig);
-            result?;
+            if !network_existed && network_exists().await {
+                self.created_network.store(true, Ordering::SeqCst);
+            }
+            if let Err(e) = result {
+                // kind removes the nodes of a failed create itself; the
+                // network is ours to remove.
+                self.release_network().await;
+                return Err(e.into());
+            }
             true
         };
         let text = command::run(
@@ -154,6 +174,52 @@ impl Kind {
         }
         Ok(())
     }
+
+    /// Removes kind's docker network when this run created it and no
+    /// container is attached any more; returns whether it did.
+    pub async fn release_network(&self) -> bool {
+        if !self.created_network.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Some(docker) = command::which("docker") else {
+            return false;
+        };
+        let attached = command::run(
+            &docker,
+            &[
+                "network",
+                "inspect",
+                "-f",
+                "{{len .Containers}}",
+                KIND_NETWORK,
+            ],
+            SHORT_DEADLINE,
+        )
+        .await;
+        if attached.ok().as_deref().map(str::trim) != Some("0") {
+            return false;
+        }
+        let removed = command::run(&docker, &["network", "rm", KIND_NETWORK], SHORT_DEADLINE)
+            .await
+            .is_ok();
+        if removed {
+            self.created_network.store(false, Ordering::SeqCst);
+        }
+        removed
+    }
+}
+
+async fn network_exists() -> bool {
+    let Some(docker) = command::which("docker") else {
+        return false;
+    };
+    command::run(
+        &docker,
+        &["network", "inspect", KIND_NETWORK],
+        SHORT_DEADLINE,
+    )
+    .await
+    .is_ok()
 }
 
 /// Whether the local Docker engine has `image` (only those can be loaded
