@@ -26,6 +26,10 @@ impl Fixtures {
         Fixtures { project, images }
     }
 
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
     pub fn image_map(&self) -> &ImageMap {
         &self.images
     }
@@ -33,12 +37,8 @@ impl Fixtures {
     /// Every object of `case`, in apply order, images mapped.
     pub fn objects(&self, case: &Case) -> Result<Vec<Value>, CatalogError> {
         let mut objects = Vec::new();
-        for file in case
-            .fixtures
-            .iter()
-            .map(String::as_str)
-            .chain([CLIENTS_FIXTURE])
-        {
+        let clients = case.needs_client_pods().then_some(CLIENTS_FIXTURE);
+        for file in case.fixtures.iter().map(String::as_str).chain(clients) {
             for mut doc in self.project.load_fixture(&case.name, file)? {
                 manifest::map_images(&mut doc, &self.images);
                 objects.push(doc);

@@ -42,6 +42,17 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
             Placeholder::HealthCheckNodePort { service } => {
                 nodes::service_port(jig, service, nodes::ServicePort::HealthCheck).await?
             }
+            Placeholder::LoadBalancerIp { service } => {
+                let ingress = jig
+                    .ingress(service)
+                    .await
+                    .map_err(|e| crate::cluster::error_chain(&e))?;
+                let first = ingress.split(',').next().unwrap_or_default();
+                if first.is_empty() {
+                    return Err(format!("Service {service} has no EXTERNAL-IP (Pending)"));
+                }
+                first.to_string()
+            }
             Placeholder::ContainerIp { name } => {
                 crate::steps::container_ip(&crate::steps::container_name(&jig.namespace, name))
                     .await?

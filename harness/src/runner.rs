@@ -9,19 +9,21 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex, OnceCell, RwLock};
 
+use crate::cluster::metallb::{self, Installed, Metallb, MetallbSource};
 use crate::cluster::{
-    self, Cluster, Kind, KindError, KubeconfigError, KubeconfigSource, PreflightError,
+    self, Cluster, Kind, KindError, KubeconfigError, KubeconfigSource, NodeImages, PreflightError,
 };
 use crate::fixture::{Fixtures, CLIENTS_DAEMONSET};
 use crate::kube::apply::Applier;
 use crate::kube::jig::Jig;
+use crate::kube::manifest;
 use crate::kube::namespace;
 use crate::kube::wait::WaitError;
 use crate::model::{
-    Assertion, Case, CaseKey, CaseOutcome, CaseResult, ClientPlacement, Event, Probe, ProxyMode,
-    Readiness, Variant,
+    Action, Addon, Assertion, Case, CaseKey, CaseOutcome, CaseResult, ClientPlacement, Event,
+    Probe, ProxyMode, Readiness, Variant,
 };
 use crate::probe;
 use crate::resolve;
@@ -99,6 +101,9 @@ struct Tracked {
     kind_name: Option<String>,
     created: bool,
     client: Option<kube::Client>,
+    /// What the run installed cluster-wide (kubeconfig clusters only: kind
+    /// clusters are deleted, or kept with MetalLB for the next run).
+    installed: Option<Arc<Installed>>,
 }
 
 /// Brings clusters up once per mode and tears down what the run made,
@@ -143,6 +148,7 @@ impl Clusters {
                     kind_name: Some(name.clone()),
                     created: !existed,
                     client: None,
+                    installed: None,
                 });
                 if existed {
                     progress(format!("reusing kind cluster {name}"));
@@ -175,19 +181,27 @@ impl Clusters {
                 cluster::wait_cluster_ready(&client, nodes, self.deadlines.cluster).await?;
                 let info = cluster::describe_cluster(&client, mode, &name, "kind").await?;
                 check_mode(&info.name, mode, info.detected_mode.as_deref())?;
+                let docker = crate::cluster::command::which("docker");
+                let workers = crate::kube::nodes::schedulable(&client).await?;
                 Ok(Cluster {
                     client,
                     info,
-                    docker: crate::cluster::command::which("docker"),
+                    node_images: docker
+                        .clone()
+                        .map(|d| NodeImages::new(kind.clone(), name.clone(), d, workers, preload)),
+                    docker,
+                    installed: Arc::default(),
                 })
             }
             Provider::Kubeconfig(source) => {
                 let client = source.connect().await?;
+                let installed: Arc<Installed> = Arc::default();
                 self.tracked.lock().await.push(Tracked {
                     mode,
                     kind_name: None,
                     created: false,
                     client: Some(client.clone()),
+                    installed: Some(installed.clone()),
                 });
                 let name = source
                     .context
@@ -199,6 +213,8 @@ impl Clusters {
                     client,
                     info,
                     docker: None,
+                    node_images: None,
+                    installed,
                 })
             }
         }
@@ -232,6 +248,24 @@ impl Clusters {
                 }
             });
         done.extend(join_all(namespaces).await.into_iter().flatten());
+        for t in &tracked {
+            let (Some(installed), Some(client)) = (&t.installed, &t.client) else {
+                continue;
+            };
+            if installed.is_empty().await {
+                continue;
+            }
+            let problems = installed.remove(&Applier::new(client.clone())).await;
+            done.push(if problems.is_empty() {
+                format!("{}: removed what the run installed (MetalLB)", t.mode)
+            } else {
+                format!(
+                    "{}: could not remove all the run installed: {}",
+                    t.mode,
+                    problems.join("; ")
+                )
+            });
+        }
         if let Provider::Kind { kind, .. } = &self.provider {
             for t in tracked.iter().filter(|t| t.created) {
                 let Some(name) = &t.kind_name else { continue };
@@ -289,6 +323,12 @@ pub struct CaseRunner {
     pub run_id: String,
     pub deadlines: Deadlines,
     applier: Applier,
+    metallb_source: MetallbSource,
+    /// Installed by the first case that needs it.
+    metallb: OnceCell<Result<Arc<Metallb>, String>>,
+    /// Held shared by every case run, and exclusively by a run whose
+    /// sabotage breaks what all share.
+    exclusive: RwLock<()>,
 }
 
 impl CaseRunner {
@@ -299,13 +339,69 @@ impl CaseRunner {
         deadlines: Deadlines,
     ) -> Self {
         let applier = Applier::new(cluster.client.clone());
+        // The kit's manifest by default; the CLI may say otherwise.
+        let metallb_source = MetallbSource {
+            manifest: cluster::Kit::load()
+                .ok()
+                .flatten()
+                .and_then(|k| k.manifests.metallb),
+            addresses: None,
+        };
         CaseRunner {
             cluster,
             fixtures,
             run_id,
             deadlines,
             applier,
+            metallb_source,
+            metallb: OnceCell::new(),
+            exclusive: RwLock::new(()),
         }
+    }
+
+    /// Where MetalLB's manifest and addresses come from (`--metallb-manifest`,
+    /// `--lb-addresses`); unset parts keep their defaults.
+    pub fn with_metallb(mut self, source: MetallbSource) -> Self {
+        if source.manifest.is_some() {
+            self.metallb_source.manifest = source.manifest;
+        }
+        if source.addresses.is_some() {
+            self.metallb_source.addresses = source.addresses;
+        }
+        self
+    }
+
+    /// MetalLB on this cluster, installed on first use.
+    async fn metallb(&self) -> Result<Arc<Metallb>, String> {
+        self.metallb
+            .get_or_init(|| async {
+                let mode = self.cluster.info.mode;
+                let mut source = self.metallb_source.clone();
+                if source.addresses.is_none() && self.cluster.node_images.is_some() {
+                    let subnet = cluster::kind_network_subnet().await?;
+                    source.addresses =
+                        Some(metallb::AddressRange::for_kind_network(&subnet, mode)?);
+                }
+                let pin = metallb::Pin::load(self.fixtures.project().root())
+                    .map_err(|e| cluster_error_chain(&e))?;
+                let progress = |line: String| tracing::info!(%mode, "{line}");
+                metallb::install(
+                    &self.cluster.client,
+                    &self.applier,
+                    mode,
+                    &pin,
+                    &source,
+                    self.fixtures.image_map(),
+                    self.cluster.node_images.as_ref(),
+                    &self.cluster.installed,
+                    &progress,
+                )
+                .await
+                .map(Arc::new)
+                .map_err(|e| cluster_error_chain(&e))
+            })
+            .await
+            .clone()
     }
 
     /// One run of `case`; always a result, never a panic or a hang past
@@ -317,10 +413,22 @@ impl CaseRunner {
             case: case.name.clone(),
             variant,
         };
+        let exclusive = variant == Variant::Sabotaged && case.sabotage.exclusive;
+        // Taken before the clock starts: waiting for the others is not the case's time.
+        let (_shared, _alone) = if exclusive {
+            (None, Some(self.exclusive.write().await))
+        } else {
+            (Some(self.exclusive.read().await), None)
+        };
         let started = Instant::now();
         let mut evidence = Vec::new();
+        if exclusive {
+            evidence.push("ran alone: its sabotage breaks what every case shares".into());
+        }
         let client = &self.cluster.client;
-        let (outcome, namespace) = match namespace::create(client, &case.name, &self.run_id).await {
+        let pod_security = case.pod_security.as_str();
+        let created = namespace::create(client, &case.name, &self.run_id, pod_security).await;
+        let (outcome, namespace) = match created {
             Err(e) => (
                 CaseOutcome::Error {
                     message: format!("cannot create the case namespace: {e}"),
@@ -334,7 +442,17 @@ impl CaseRunner {
                     .run_in(&jig, case, variant, &mut evidence, &mut undo)
                     .await;
                 for u in undo.iter().rev() {
-                    evidence.push(format!("teardown: {}", u.run().await));
+                    evidence.push(format!("teardown: {}", u.run(&self.applier, &ns).await));
+                }
+                if case.address_pool.is_some() {
+                    if let Some(Ok(lb)) = self.metallb.get() {
+                        if let Err(e) = lb.delete_case_pool(&self.applier, &ns).await {
+                            evidence.push(format!(
+                                "teardown: could not delete address pool {ns}: {}",
+                                cluster_error_chain(&e)
+                            ));
+                        }
+                    }
                 }
                 if let Err(e) = namespace::delete(client, &ns).await {
                     evidence.push(format!("teardown: could not delete namespace {ns}: {e}"));
@@ -365,24 +483,71 @@ impl CaseRunner {
             Ok(o) => o,
             Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
         };
+        if case.needs.contains(&Addon::Metallb) {
+            let lb = match self.metallb().await {
+                Ok(lb) => lb,
+                Err(e) => return error(format!("{}: {e}", Addon::Metallb)),
+            };
+            if let Some(pool) = &case.address_pool {
+                match lb
+                    .create_case_pool(&self.applier, &jig.namespace, pool.addresses)
+                    .await
+                {
+                    Ok(range) => evidence.push(format!(
+                        "address pool {} (only for this namespace): {range}",
+                        jig.namespace
+                    )),
+                    Err(e) => return error(format!("address pool: {}", cluster_error_chain(&e))),
+                }
+            }
+        }
+        if let Some(nodes) = &self.cluster.node_images {
+            let images: Vec<String> = objects.iter().flat_map(manifest::images).collect();
+            let started = Instant::now();
+            match nodes.ensure(&images, false).await {
+                Ok(loaded) if !loaded.is_empty() => evidence.push(format!(
+                    "loaded into the nodes in {:.0}s: {}",
+                    started.elapsed().as_secs_f64(),
+                    loaded.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => return error(e),
+            }
+        }
+        // Fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
+        let facts = verdict::Facts {
+            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
+            ..Default::default()
+        };
+        let objects: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|o| steps::render_json(o, &facts))
+            .collect();
         for object in &objects {
             if let Err(e) = self.applier.apply(&jig.namespace, object).await {
                 return error(format!("apply: {}", cluster_error_chain(&e)));
             }
         }
-        let mut ready: Vec<Readiness> = vec![Readiness::DaemonSet(CLIENTS_DAEMONSET.into())];
+        let mut ready: Vec<Readiness> = Vec::new();
+        if case.needs_client_pods() {
+            ready.push(Readiness::DaemonSet(CLIENTS_DAEMONSET.into()));
+        }
         ready.extend(case.ready.iter().cloned());
         if let Err(message) = self.wait_all(jig, &ready).await {
             return error(message);
         }
         if variant == Variant::Sabotaged {
             evidence.push(format!("sabotage: {}", case.sabotage.description));
-            if let Err(e) = self
-                .applier
-                .merge_patch(&jig.namespace, &case.sabotage.patch)
-                .await
-            {
-                return error(format!("sabotage: {}", cluster_error_chain(&e)));
+            let patch = case.sabotage.patch.clone().map(Action::Patch);
+            let images = self.fixtures.image_map();
+            for action in patch.iter().chain(&case.sabotage.actions) {
+                match steps::perform(jig, &self.applier, images, action).await {
+                    Ok((done, to_undo)) => {
+                        evidence.push(format!("sabotage: {done}"));
+                        undo.extend(to_undo);
+                    }
+                    Err(message) => return error(format!("sabotage: {message}")),
+                }
             }
             if let Err(message) = self.wait_all(jig, &case.sabotage.settle).await {
                 return error(format!("sabotage did not settle: {message}"));
@@ -448,7 +613,12 @@ impl CaseRunner {
         loop {
             attempt += 1;
             let mut attempt_evidence = Vec::new();
-            let outcome = self.run_checks(jig, checks, &mut attempt_evidence).await;
+            // Looking for a failure, the first one is enough: the checks
+            // after it could only cost time (an unanswered address costs an
+            // ARP timeout per request).
+            let outcome = self
+                .run_checks(jig, checks, !want_pass, &mut attempt_evidence)
+                .await;
             let settled = match &outcome {
                 CaseOutcome::Passed => want_pass,
                 CaseOutcome::Failed { .. } => !want_pass,
@@ -474,16 +644,22 @@ impl CaseRunner {
         &self,
         jig: &Jig,
         checks: &[crate::model::Check],
+        stop_at_failure: bool,
         evidence: &mut Vec<String>,
     ) -> CaseOutcome {
         let mut failures = Vec::new();
         for check in checks {
             match self.check(jig, check, evidence).await {
-                Ok(mismatches) => failures.extend(
-                    mismatches
-                        .into_iter()
-                        .map(|m| format!("{}: {m}", check.name)),
-                ),
+                Ok(mismatches) => {
+                    failures.extend(
+                        mismatches
+                            .into_iter()
+                            .map(|m| format!("{}: {m}", check.name)),
+                    );
+                    if stop_at_failure && !failures.is_empty() {
+                        break;
+                    }
+                }
                 Err(message) => {
                     return CaseOutcome::Error {
                         message: format!("{}: {message}", check.name),
@@ -533,6 +709,15 @@ impl CaseRunner {
             .await?;
         let obs = if check.from == ClientPlacement::External {
             probe::external::run(&check.probe, &facts).await
+        } else if check.from == ClientPlacement::ExternalContainer {
+            let docker = self.cluster.docker.as_ref().ok_or(
+                "a check from a fresh container outside the cluster needs docker (kind clusters)",
+            )?;
+            let image = self
+                .fixtures
+                .image_map()
+                .resolve(crate::fixture::PROBE_IMAGE);
+            probe::external::run_in_container(docker, image, &check.probe, &facts).await
         } else {
             let from = self.client_for(jig, &check.from, &facts).await?;
             probe::run_in_pod(&jig.client, &jig.namespace, &from, &check.probe, &facts).await
@@ -552,7 +737,11 @@ impl CaseRunner {
             .iter()
             .filter_map(|a| verdict::judge(a, &obs, &facts).err())
             .collect();
-        if !mismatches.is_empty() && check.from != ClientPlacement::External {
+        let outside = matches!(
+            check.from,
+            ClientPlacement::External | ClientPlacement::ExternalContainer
+        );
+        if !mismatches.is_empty() && !outside {
             if let Some(docker) = &self.cluster.docker {
                 evidence.push(
                     cluster::proxy_rules(docker, &obs.client_node, mode, &jig.namespace).await,
@@ -623,7 +812,9 @@ impl CaseRunner {
         };
         let (chosen, wanted) = match placement {
             ClientPlacement::AnyNode => (clients.first(), "any node".to_string()),
-            ClientPlacement::External => (None, "outside the cluster (not a pod)".to_string()),
+            ClientPlacement::External | ClientPlacement::ExternalContainer => {
+                (None, "outside the cluster (not a pod)".to_string())
+            }
             ClientPlacement::OtherNodeThan(sel) => {
                 let busy = nodes_of(sel);
                 (
@@ -693,6 +884,8 @@ pub struct RunPlan {
     /// Cases run at once within a mode.
     pub concurrency: usize,
     pub keep_clusters: bool,
+    /// `--metallb-manifest`, `--lb-addresses`.
+    pub metallb: MetallbSource,
 }
 
 impl RunPlan {
@@ -778,7 +971,8 @@ pub async fn run(
                 seconds: mode_started.elapsed().as_secs_f64(),
             });
             let runner =
-                CaseRunner::new(cluster, fixtures.clone(), run_id.clone(), deadlines.clone());
+                CaseRunner::new(cluster, fixtures.clone(), run_id.clone(), deadlines.clone())
+                    .with_metallb(plan.metallb.clone());
             let runs: Vec<(&Case, Variant)> = plan
                 .cases
                 .iter()

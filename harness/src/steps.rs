@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::DaemonSet;
+use kube::Api;
 use serde_json::Value;
 
 use crate::cluster::command;
@@ -12,6 +14,7 @@ use crate::kube::apply::Applier;
 use crate::kube::exec;
 use crate::kube::jig::Jig;
 use crate::kube::manifest::ImageMap;
+use crate::kube::wait;
 use crate::model::{Action, ObjectPatch, Probe, ProbeReport};
 use crate::probe;
 use crate::resolve;
@@ -26,15 +29,25 @@ pub enum Undo {
     Address { node: String, address: String },
     /// A container started next to the cluster.
     Container { name: String },
+    /// A shared object patched (its `restore` patch, ready to apply).
+    Patch(ObjectPatch),
 }
+
+/// How long a restored shared workload (MetalLB's speaker) may take to be
+/// ready again, so the cases after it find it working.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(120);
 
 impl Undo {
     /// Undoes it; the line says what happened, for the evidence.
-    pub async fn run(&self) -> String {
+    pub async fn run(&self, applier: &Applier, namespace: &str) -> String {
+        if let Undo::Patch(patch) = self {
+            return restore(applier, namespace, patch).await;
+        }
         let Some(docker) = command::which("docker") else {
             return format!("cannot undo {self:?}: no docker");
         };
         match self {
+            Undo::Patch(_) => unreachable!("handled above"),
             Undo::Address { node, address } => {
                 let cidr = format!("{address}/32");
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
@@ -50,6 +63,34 @@ impl Undo {
                 }
             }
         }
+    }
+}
+
+/// Applies a restore patch; a DaemonSet is then waited on until it is ready
+/// on every node again.
+async fn restore(applier: &Applier, namespace: &str, patch: &ObjectPatch) -> String {
+    let ns = patch.namespace.as_deref().unwrap_or(namespace);
+    let what = format!("{} {} in {ns}", patch.kind, patch.name);
+    if let Err(e) = applier.merge_patch(namespace, patch).await {
+        return format!(
+            "could not restore {what}: {}",
+            crate::cluster::error_chain(&e)
+        );
+    }
+    if patch.kind != "DaemonSet" {
+        return format!("restored {what}");
+    }
+    let ready = wait::until(
+        Api::<DaemonSet>::namespaced(applier.client().clone(), ns),
+        Some(&format!("metadata.name={}", patch.name)),
+        what.clone(),
+        RESTORE_DEADLINE,
+        wait::daemonset_ready(&patch.name),
+    )
+    .await;
+    match ready {
+        Ok(()) => format!("restored {what}; ready again"),
+        Err(e) => format!("restored {what}, but {e}"),
     }
 }
 
@@ -133,12 +174,22 @@ pub async fn perform(
                 .merge_patch(&jig.namespace, &rendered)
                 .await
                 .map_err(|e| crate::cluster::error_chain(&e))?;
+            let undo = rendered.restore.clone().map(|merge| {
+                Undo::Patch(ObjectPatch {
+                    merge,
+                    restore: None,
+                    ..rendered.clone()
+                })
+            });
             Ok((
                 format!(
-                    "patched {} {}: {}",
-                    rendered.kind, rendered.name, rendered.merge
+                    "patched {}{} {}: {}",
+                    rendered.kind,
+                    if rendered.status { " status" } else { "" },
+                    rendered.name,
+                    rendered.merge
                 ),
-                None,
+                undo,
             ))
         }
         Action::NodeAddress { node, address } => {

@@ -73,6 +73,8 @@ pub enum Placeholder {
     HealthCheckNodePort { service: String },
     /// `${containerIP:<name>}`: the address of a container a step started.
     ContainerIp { name: String },
+    /// `${loadBalancerIP:<service>}`: the Service's EXTERNAL-IP.
+    LoadBalancerIp { service: String },
 }
 
 /// Which node a `${nodeIP:...}` means. Nodes are taken in name order.
@@ -154,6 +156,7 @@ impl Placeholder {
                 format!("healthCheckNodePort:{service}")
             }
             Placeholder::ContainerIp { name } => format!("containerIP:{name}"),
+            Placeholder::LoadBalancerIp { service } => format!("loadBalancerIP:{service}"),
         }
     }
 }
@@ -162,7 +165,7 @@ impl Placeholder {
 /// always known and not listed).
 pub fn placeholders(templates: &[String]) -> BTreeSet<Placeholder> {
     let re = regex::Regex::new(
-        r"\$\{(clusterIP|podIPs|nodeIP|spareIP|nodePort|healthCheckNodePort|containerIP):([^}]+)\}",
+        r"\$\{(clusterIP|podIPs|nodeIP|spareIP|nodePort|healthCheckNodePort|containerIP|loadBalancerIP):([^}]+)\}",
     )
     .expect("valid regex");
     templates
@@ -196,6 +199,9 @@ pub fn placeholders(templates: &[String]) -> BTreeSet<Placeholder> {
                     },
                     "containerIP" => Placeholder::ContainerIp {
                         name: c[2].to_string(),
+                    },
+                    "loadBalancerIP" => Placeholder::LoadBalancerIp {
+                        service: c[2].to_string(),
                     },
                     _ => Placeholder::HealthCheckNodePort {
                         service: c[2].to_string(),
@@ -379,13 +385,27 @@ fn status(r: &HttpReport, code: u16) -> Result<(), String> {
         .iter()
         .map(|(c, n)| format!("{c} x{n}"))
         .collect();
+    let page = r
+        .body_snippet
+        .as_deref()
+        .and_then(html_title)
+        .map(|t| format!("; first page titled {t:?}"))
+        .unwrap_or_default();
     Err(format!(
-        "expected all {} requests to {} answered {code}, saw [{}]{}",
+        "expected all {} requests to {} answered {code}, saw [{}]{}{page}",
         r.count,
         or_none(&r.url),
         seen.join(", "),
         errors_suffix(r)
     ))
+}
+
+/// The `<title>` of an HTML page (a WordPress error page says what failed
+/// there), with the entity WordPress uses for its separator decoded.
+fn html_title(body: &str) -> Option<String> {
+    let start = body.find("<title>")? + "<title>".len();
+    let end = start + body[start..].find("</title>")?;
+    Some(body[start..end].trim().replace("&rsaquo;", "›"))
 }
 
 fn not_client_ip(r: &HttpReport, client_ip: &str) -> Result<(), String> {
@@ -880,6 +900,14 @@ mod tests {
             judge(&Assertion::Status(200), &obs, &f).unwrap_err(),
             "expected all 2 requests to http://10.96.0.20:80/ answered 200, saw [503 x2]"
         );
+        let ProbeReport::Http(r) = &mut obs.report else {
+            unreachable!()
+        };
+        r.body_snippet =
+            Some("<html>\n<head>\n\t\t<title>WordPress &rsaquo; Error</title>\n".into());
+        assert!(judge(&Assertion::Status(200), &obs, &f)
+            .unwrap_err()
+            .ends_with("saw [503 x2]; first page titled \"WordPress › Error\""));
         // The fake backend saw 10.244.0.5, the client's own address.
         let own = http(&[("web-7c9f-a", 3)], 3, 3);
         assert!(judge(&Assertion::ClientIpNotClient, &own, &f)

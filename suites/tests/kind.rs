@@ -58,7 +58,7 @@ impl Shared {
         }
     }
 
-    async fn setup(&self, cases: &[Case]) -> Result<Arc<Setup>, String> {
+    async fn setup(&self) -> Result<Arc<Setup>, String> {
         self.setup
             .get_or_init(|| async {
                 let fail = |e: &dyn std::error::Error| cluster::error_chain(e);
@@ -72,17 +72,23 @@ impl Shared {
                     (Some(image), _) | (None, Some(image)) => images.insert(PROBE_IMAGE, &image),
                     (None, None) => {}
                 }
+                // Public application images → the kit's stand-ins (offline).
+                for (from, to) in kit.iter().flat_map(|k| k.image_map.iter()) {
+                    images.insert_default(from, to);
+                }
                 let fixtures = Arc::new(Fixtures::new(project.clone(), images));
                 let docker = cluster::docker_available().await.map_err(|e| fail(&e))?;
                 for warning in cluster::kind_host_warnings() {
                     eprintln!("svcconf: warning: {warning}");
                 }
                 let kind = Kind::locate(kit.as_ref()).map_err(|e| fail(&e))?;
+                // Every case runs the probe image: loaded with the cluster.
+                // The others (WordPress, MySQL) are loaded by the first case
+                // that runs them.
                 let mut preload = Vec::new();
-                for image in fixtures.images(cases).map_err(|e| fail(&e))? {
-                    if docker_has_image(&docker, &image).await {
-                        preload.push(image);
-                    }
+                let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
+                if docker_has_image(&docker, &probe).await {
+                    preload.push(probe);
                 }
                 let node_image = std::env::var("SVCCONF_NODE_IMAGE")
                     .ok()
@@ -102,8 +108,8 @@ impl Shared {
             .clone()
     }
 
-    async fn runner(&self, mode: ProxyMode, cases: &[Case]) -> Result<Arc<CaseRunner>, String> {
-        let setup = self.setup(cases).await?;
+    async fn runner(&self, mode: ProxyMode) -> Result<Arc<CaseRunner>, String> {
+        let setup = self.setup().await?;
         self.runners[&mode]
             .get_or_init(|| async {
                 let started = Instant::now();
@@ -140,8 +146,8 @@ impl Shared {
             .clone()
     }
 
-    async fn trial(&self, key: &CaseKey, case: &Case, cases: &[Case]) -> Result<(), Failed> {
-        let runner = self.runner(key.mode, cases).await.map_err(Failed::from)?;
+    async fn trial(&self, key: &CaseKey, case: &Case) -> Result<(), Failed> {
+        let runner = self.runner(key.mode).await.map_err(Failed::from)?;
         self.event(Event::CaseStarted { key: key.clone() });
         let result = runner.run(case, key.variant).await;
         let outcome = result.outcome.clone();
@@ -247,10 +253,9 @@ fn main() -> ExitCode {
                         })
                     }
                     None => {
-                        let (shared, cases, case, key) =
-                            (shared.clone(), cases.clone(), case.clone(), key.clone());
+                        let (shared, case, key) = (shared.clone(), case.clone(), key.clone());
                         Trial::test(key.to_string(), move || {
-                            shared.runtime.block_on(shared.trial(&key, &case, &cases))
+                            shared.runtime.block_on(shared.trial(&key, &case))
                         })
                     }
                 };

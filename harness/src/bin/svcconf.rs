@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use regex::Regex;
 use svcconf_harness::catalog::Project;
+use svcconf_harness::cluster::metallb::{AddressRange, MetallbSource};
 use svcconf_harness::cluster::{self, docker_has_image, Kind, Kit, KubeconfigSource};
 use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
 use svcconf_harness::kube::manifest::ImageMap;
@@ -88,6 +89,19 @@ struct RunArgs {
     /// Cases run at once per mode.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// MetalLB's release manifest (metallb-native.yaml of the version
+    /// fixtures/metallb/pin.yaml pins), for clusters without MetalLB;
+    /// default: the kit's.
+    #[arg(long)]
+    metallb_manifest: Option<PathBuf>,
+    /// Addresses MetalLB may hand out (A-B or CIDR) on the nodes' network;
+    /// default on kind: carved from the kind docker network.
+    #[arg(long, value_parser = parse_range)]
+    lb_addresses: Option<AddressRange>,
+}
+
+fn parse_range(s: &str) -> Result<AddressRange, String> {
+    s.parse()
 }
 
 fn parse_regex(s: &str) -> Result<Regex, String> {
@@ -173,9 +187,24 @@ async fn run(project: Project, all: &[Case], args: RunArgs) -> Result<u8, Error>
     } else if let Some(probe) = kit.as_ref().and_then(|k| k.images.probe.as_deref()) {
         images.insert_default(PROBE_IMAGE, probe);
     }
+    let use_kubeconfig = args.kubeconfig.is_some() || args.context.is_some();
+    if !use_kubeconfig {
+        // Public application images → the kit's stand-ins, which only a
+        // kind cluster of this machine can load.
+        for (from, to) in kit.iter().flat_map(|k| k.image_map.iter()) {
+            images.insert_default(from, to);
+        }
+    }
+    if let Some(path) = &args.metallb_manifest {
+        if !path.is_file() {
+            return Err(Error::BadInput(format!(
+                "--metallb-manifest {}: no such file",
+                path.display()
+            )));
+        }
+    }
     let fixtures = Arc::new(Fixtures::new(project.clone(), images));
 
-    let use_kubeconfig = args.kubeconfig.is_some() || args.context.is_some();
     let (provider, modes) = if use_kubeconfig {
         let source = KubeconfigSource {
             path: args.kubeconfig.clone(),
@@ -209,11 +238,12 @@ async fn run(project: Project, all: &[Case], args: RunArgs) -> Result<u8, Error>
             .node_image
             .clone()
             .or_else(|| kit.as_ref().map(|k| k.node_image.clone()));
+        // Every case runs the probe image: loaded with the cluster. Others
+        // (WordPress, MySQL) are loaded by the first case that runs them.
         let mut preload = Vec::new();
-        for image in fixtures.images(&cases)? {
-            if docker_has_image(&docker, &image).await {
-                preload.push(image);
-            }
+        let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
+        if docker_has_image(&docker, &probe).await {
+            preload.push(probe);
         }
         let modes = args
             .proxy_mode
@@ -244,6 +274,10 @@ async fn run(project: Project, all: &[Case], args: RunArgs) -> Result<u8, Error>
         variants,
         concurrency: args.concurrency,
         keep_clusters: args.keep_cluster,
+        metallb: MetallbSource {
+            manifest: args.metallb_manifest.clone(),
+            addresses: args.lb_addresses,
+        },
     };
     let deadlines = Deadlines::default();
     let clusters = Clusters::new(provider, deadlines.clone());

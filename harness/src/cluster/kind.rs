@@ -152,13 +152,23 @@ impl Kind {
     /// Loads local Docker images into every node of `name` (kind skips the
     /// ones a node already has).
     pub async fn load_images(&self, name: &str, images: &[String]) -> Result<(), KindError> {
+        self.load_images_into(name, images, &[]).await
+    }
+
+    /// [`Kind::load_images`] into only these nodes (all when empty).
+    pub async fn load_images_into(
+        &self,
+        name: &str,
+        images: &[String],
+        nodes: &[String],
+    ) -> Result<(), KindError> {
+        let nodes = nodes.join(",");
         for image in images {
-            command::run(
-                &self.bin,
-                &["load", "docker-image", image, "--name", name],
-                CREATE_DEADLINE,
-            )
-            .await?;
+            let mut args = vec!["load", "docker-image", image, "--name", name];
+            if !nodes.is_empty() {
+                args.extend(["--nodes", &nodes]);
+            }
+            command::run(&self.bin, &args, CREATE_DEADLINE).await?;
         }
         Ok(())
     }
@@ -220,6 +230,29 @@ async fn network_exists() -> bool {
     )
     .await
     .is_ok()
+}
+
+/// The IPv4 subnet of kind's docker network (`172.18.0.0/16` usually):
+/// where LoadBalancer addresses reachable from this host come from.
+pub async fn kind_network_subnet() -> Result<String, String> {
+    let docker = command::which("docker").ok_or("no docker to ask for the kind network")?;
+    let out = command::run(
+        &docker,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            KIND_NETWORK,
+        ],
+        SHORT_DEADLINE,
+    )
+    .await
+    .map_err(|e| format!("docker network inspect {KIND_NETWORK}: {e}"))?;
+    out.split_whitespace()
+        .find(|s| s.contains('.'))
+        .map(str::to_string)
+        .ok_or_else(|| format!("the docker network {KIND_NETWORK} has no IPv4 subnet ({out:?})"))
 }
 
 /// Whether the local Docker engine has `image` (only those can be loaded

@@ -16,6 +16,18 @@ pub struct Kit {
     pub kubectl: Option<PathBuf>,
     #[serde(default)]
     pub images: KitImages,
+    /// Public image → the kit's stand-in (WordPress, MySQL from Debian).
+    #[serde(default)]
+    pub image_map: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub manifests: KitManifests,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KitManifests {
+    /// MetalLB's metallb-native.yaml, read from its Go module.
+    pub metallb: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -3,17 +3,20 @@
 //! and the facts reporters need.
 
 pub(crate) mod command;
+mod images;
 mod info;
 mod kind;
 mod kit;
 mod kubeconfig;
+pub mod metallb;
 mod preflight;
 mod proxy_mode;
 
 pub use command::CommandError;
+pub use images::NodeImages;
 pub use info::{describe_cluster, wait_cluster_ready};
-pub use kind::{docker_has_image, proxy_rules, Kind, KindCluster, KindError};
-pub use kit::{Kit, KitError, KitImages};
+pub use kind::{docker_has_image, kind_network_subnet, proxy_rules, Kind, KindCluster, KindError};
+pub use kit::{Kit, KitError, KitImages, KitManifests};
 pub use kubeconfig::{connect, error_chain, KubeconfigError, KubeconfigSource};
 pub use preflight::{docker_available, kind_host_warnings, mode_unavailable, PreflightError};
 pub use proxy_mode::{detect_proxy_mode, DetectedMode};
@@ -28,4 +31,9 @@ pub struct Cluster {
     /// For kind clusters: the docker binary, so failures can carry the
     /// nodes' proxy rules (node names are container names).
     pub docker: Option<std::path::PathBuf>,
+    /// For kind clusters: loads local images into the nodes on demand.
+    pub node_images: Option<NodeImages>,
+    /// Cluster-wide objects this run installed (MetalLB) on a cluster it
+    /// does not delete: removed at teardown.
+    pub installed: std::sync::Arc<metallb::Installed>,
 }

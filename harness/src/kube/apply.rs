@@ -64,6 +64,10 @@ impl Applier {
         }
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     async fn resolve(
         &self,
         api_version: &str,
@@ -99,6 +103,16 @@ impl Applier {
     /// every field it sets). A CRD is waited on until Established, so the
     /// objects after it can use it.
     pub async fn apply(&self, namespace: &str, doc: &Value) -> Result<(), ApplyError> {
+        self.apply_scoped(Some(namespace), doc).await
+    }
+
+    /// Server-side applies `doc` where it says (its own namespace, or the
+    /// cluster): for add-ons such as MetalLB, which are cluster-wide.
+    pub async fn apply_cluster_object(&self, doc: &Value) -> Result<(), ApplyError> {
+        self.apply_scoped(None, doc).await
+    }
+
+    async fn apply_scoped(&self, case_ns: Option<&str>, doc: &Value) -> Result<(), ApplyError> {
         let api_version = doc["apiVersion"].as_str().unwrap_or_default();
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         let name = doc["metadata"]["name"]
@@ -107,9 +121,12 @@ impl Applier {
             .to_string();
         let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
         let is_crd = kind == "CustomResourceDefinition";
-        if caps.scope != Scope::Namespaced && !is_crd {
+        if caps.scope != Scope::Namespaced && !is_crd && case_ns.is_some() {
             return Err(ApplyError::ClusterScoped { kind, name });
         }
+        let namespace = case_ns
+            .or(doc["metadata"]["namespace"].as_str())
+            .unwrap_or("default");
         let object: DynamicObject =
             serde_json::from_value(doc.clone()).map_err(|source| ApplyError::Malformed {
                 kind: kind.clone(),
@@ -142,6 +159,28 @@ impl Applier {
         Ok(())
     }
 
+    /// Deletes the object `doc` names (in its own namespace, or the
+    /// cluster); one already gone is fine.
+    pub async fn delete_object(&self, doc: &Value) -> Result<(), ApplyError> {
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
+        let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+        match self
+            .api(namespace, &ar, &caps)
+            .delete(&name, &kube::api::DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(ApplyError::Refused { kind, name, source }),
+        }
+    }
+
     /// Applies a JSON merge patch (a case's sabotage) to one object.
     pub async fn merge_patch(
         &self,
@@ -151,18 +190,19 @@ impl Applier {
         let (ar, caps) = self
             .resolve(&patch.api_version, &patch.kind, &patch.name)
             .await?;
-        self.api(namespace, &ar, &caps)
-            .patch(
-                &patch.name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch.merge),
-            )
-            .await
-            .map_err(|source| ApplyError::Refused {
-                kind: patch.kind.clone(),
-                name: patch.name.clone(),
-                source,
-            })?;
+        let api = self.api(patch.namespace.as_deref().unwrap_or(namespace), &ar, &caps);
+        let params = PatchParams::default();
+        let merge = Patch::Merge(&patch.merge);
+        if patch.status {
+            api.patch_status(&patch.name, &params, &merge).await
+        } else {
+            api.patch(&patch.name, &params, &merge).await
+        }
+        .map_err(|source| ApplyError::Refused {
+            kind: patch.kind.clone(),
+            name: patch.name.clone(),
+            source,
+        })?;
         Ok(())
     }
 }

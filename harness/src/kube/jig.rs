@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Service};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
@@ -13,6 +13,10 @@ use kube::{Api, Client, ResourceExt};
 use super::wait::{self, WaitError};
 use crate::model::Readiness;
 use crate::verdict::PodFact;
+
+/// How long a LoadBalancer Service that nothing implements is watched to
+/// stay Pending after the implemented one got its address.
+const PENDING_WINDOW: Duration = Duration::from_secs(3);
 
 /// Label that marks the harness's client pods (fixtures/common/clients.yaml).
 pub const CLIENT_SELECTOR: &str = "app.kubernetes.io/name=svcconf-client";
@@ -135,7 +139,226 @@ impl Jig {
                 )
                 .await
             }
+            Readiness::Endpoints { service, ready } => {
+                let pods = self.selected_pods(service).await?;
+                wait::until_both(
+                    (
+                        Api::<Endpoints>::namespaced(self.client.clone(), ns),
+                        watcher::Config::default().fields(&format!("metadata.name={service}")),
+                    ),
+                    pods,
+                    format!("Endpoints of Service {service} in ns {ns}"),
+                    deadline,
+                    wait::endpoints_match_ready_pods(service, *ready),
+                )
+                .await
+            }
+            Readiness::EndpointSliceAddresses { service, ready } => {
+                let pods = self.selected_pods(service).await?;
+                wait::until_both(
+                    (
+                        Api::<DynamicObject>::namespaced_with(
+                            self.client.clone(),
+                            ns,
+                            &endpoint_slice_resource(),
+                        ),
+                        watcher::Config::default()
+                            .labels(&format!("kubernetes.io/service-name={service}")),
+                    ),
+                    pods,
+                    format!("EndpointSlice addresses of Service {service} in ns {ns}"),
+                    deadline,
+                    wait::endpoint_slices_match_ready_pods(*ready),
+                )
+                .await
+            }
+            Readiness::NoClusterIp(service) => {
+                wait::until(
+                    Api::<Service>::namespaced(self.client.clone(), ns),
+                    Some(&format!("metadata.name={service}")),
+                    format!("Service {service} in ns {ns}"),
+                    deadline,
+                    wait::service_without_cluster_ip(service),
+                )
+                .await
+            }
+            Readiness::NoEndpoints(service) => {
+                wait::until_both(
+                    (
+                        Api::<DynamicObject>::namespaced_with(
+                            self.client.clone(),
+                            ns,
+                            &endpoint_slice_resource(),
+                        ),
+                        watcher::Config::default()
+                            .labels(&format!("kubernetes.io/service-name={service}")),
+                    ),
+                    (
+                        Api::<Endpoints>::namespaced(self.client.clone(), ns),
+                        watcher::Config::default().fields(&format!("metadata.name={service}")),
+                    ),
+                    format!("endpoints of Service {service} in ns {ns}"),
+                    deadline,
+                    wait::no_endpoints,
+                )
+                .await
+            }
+            Readiness::LoadBalancer(service) => {
+                let waited = self.wait_ingress(service, deadline).await;
+                self.with_service_events(service, waited).await
+            }
+            Readiness::LoadBalancerPending { service, witness } => {
+                let waited = self.wait_ingress(witness, deadline).await;
+                self.with_service_events(witness, waited).await?;
+                // The implementation has served the witness, applied at the
+                // same time; a few seconds more show it leaves `service` alone.
+                let what = format!("Service {service} in ns {ns}");
+                match self.wait_ingress(service, PENDING_WINDOW).await {
+                    Err(WaitError::Deadline { .. }) => Ok(()),
+                    Err(other) => Err(other),
+                    Ok(()) => Err(WaitError::Unexpected {
+                        what,
+                        status: format!(
+                            "got an EXTERNAL-IP ({}), expected it to stay Pending: no \
+                             implementation serves it (the Service {witness} got its address)",
+                            self.ingress(service).await.unwrap_or_default()
+                        ),
+                    }),
+                }
+            }
+            Readiness::PodsGone {
+                namespace,
+                selector,
+            } => {
+                wait::until_config(
+                    Api::<Pod>::namespaced(self.client.clone(), namespace),
+                    watcher::Config::default().labels(selector),
+                    format!("pods {selector} in ns {namespace}"),
+                    deadline,
+                    wait::no_pods,
+                )
+                .await
+            }
         }
+    }
+
+    async fn wait_ingress(&self, service: &str, deadline: Duration) -> Result<(), WaitError> {
+        wait::until(
+            Api::<Service>::namespaced(self.client.clone(), &self.namespace),
+            Some(&format!("metadata.name={service}")),
+            format!("Service {service} in ns {}", self.namespace),
+            deadline,
+            wait::load_balancer_ingress(service),
+        )
+        .await
+    }
+
+    /// `name address` of every Service in the namespace with an EXTERNAL-IP.
+    async fn held_addresses(&self) -> String {
+        let Ok(list) = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default())
+            .await
+        else {
+            return String::new();
+        };
+        list.items
+            .iter()
+            .filter_map(|s| {
+                let ingress = wait::ingress_addresses(s);
+                (!ingress.is_empty())
+                    .then(|| format!("Service {} {}", s.name_any(), ingress.join(",")))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The ingress addresses of a LoadBalancer Service, comma-separated
+    /// (empty while it is Pending).
+    pub async fn ingress(&self, service: &str) -> Result<String, JigError> {
+        let svc = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .get(service)
+            .await
+            .map_err(self.api_error(format!("get Service {service}")))?;
+        Ok(wait::ingress_addresses(&svc).join(","))
+    }
+
+    /// A failed wait on a Service, with the Warning events about it (a
+    /// load-balancer implementation says there why it assigned nothing:
+    /// MetalLB names the exhausted pool).
+    async fn with_service_events(
+        &self,
+        service: &str,
+        waited: Result<(), WaitError>,
+    ) -> Result<(), WaitError> {
+        let Err(WaitError::Deadline {
+            what,
+            status,
+            after,
+        }) = waited
+        else {
+            return waited;
+        };
+        let events = Api::<Event>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.kind=Service,involvedObject.name={service},type=Warning"
+            )))
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.reason.clone().unwrap_or_default(),
+                            e.message.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut status = status;
+        // MetalLB's own warning for an exhausted pool may not name it
+        // (v0.15.2 says `["<nil>"] is not allowed in config`): say which pool
+        // the Service asked for, and who holds addresses here.
+        if let Ok(svc) = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .get(service)
+            .await
+        {
+            let pool = svc
+                .annotations()
+                .iter()
+                .find(|(k, _)| k.ends_with("/address-pool"))
+                .map(|(_, v)| v.clone());
+            if let Some(pool) = pool {
+                status.push_str(&format!("; it asks for address pool {pool}"));
+                let held = self.held_addresses().await;
+                if !held.is_empty() {
+                    status.push_str(&format!(", whose addresses went to: {held}"));
+                }
+            }
+        }
+        let mut distinct: Vec<&String> = Vec::new();
+        for e in &events {
+            if !distinct.contains(&e) {
+                distinct.push(e);
+            }
+        }
+        let status = match distinct.as_slice() {
+            [] => format!("{status}; no warning events"),
+            warnings => format!(
+                "{status}; warnings: {}",
+                warnings
+                    .iter()
+                    .map(|w| w.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+        };
+        Err(WaitError::Deadline {
+            what,
+            status,
+            after,
+        })
     }
 
     /// One line per pod that is not Ready, with why: evidence for a failed wait.
@@ -209,5 +432,37 @@ fn pod_fact(pod: &Pod) -> PodFact {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default(),
+    }
+}
+
+impl Jig {
+    /// What to watch for the pods `service` selects: its selector, read
+    /// once, as a label selector.
+    async fn selected_pods(&self, service: &str) -> Result<(Api<Pod>, watcher::Config), WaitError> {
+        let what = format!("Service {service} in ns {}", self.namespace);
+        let svc = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .get(service)
+            .await
+            .map_err(|e| WaitError::Unusable {
+                what: what.clone(),
+                problem: format!("cannot read it: {e}"),
+            })?;
+        let selector = svc
+            .spec
+            .and_then(|s| s.selector)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| WaitError::Unusable {
+                what,
+                problem: "has no selector, so no pods to compare its endpoints with".into(),
+            })?;
+        let labels = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok((
+            Api::<Pod>::namespaced(self.client.clone(), &self.namespace),
+            watcher::Config::default().labels(&labels),
+        ))
     }
 }

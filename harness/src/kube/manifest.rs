@@ -77,6 +77,28 @@ pub fn parse_documents(origin: &str, text: &str) -> Result<Vec<Value>, ManifestE
     Ok(out)
 }
 
+/// Parses a release manifest (an add-on such as MetalLB): unlike a fixture,
+/// its objects say their own namespace and may be cluster-scoped.
+pub fn parse_release(origin: &str, text: &str) -> Result<Vec<Value>, ManifestError> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|source| ManifestError::Yaml {
+            origin: origin.to_string(),
+            source: Box::new(source),
+        })?;
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    if let Some(index) = docs
+        .iter()
+        .position(|d| !d["kind"].is_string() || !d["metadata"]["name"].is_string())
+    {
+        return Err(ManifestError::Invalid {
+            origin: origin.to_string(),
+            index: index + 1,
+            problem: "no kind or no metadata.name".into(),
+        });
+    }
+    Ok(docs)
+}
+
 /// Image → image replacements, applied to every container of every object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageMap(BTreeMap<String, String>);

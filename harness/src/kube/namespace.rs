@@ -29,7 +29,12 @@ pub fn namespace_name(case: &str) -> String {
 /// Creates the namespace for one run of `case`. Pod Security `restricted` is
 /// enforced: the fixtures' probe pods run as non-root with nothing added, and
 /// this proves it.
-pub async fn create(client: &Client, case: &str, run_id: &str) -> Result<String, kube::Error> {
+pub async fn create(
+    client: &Client,
+    case: &str,
+    run_id: &str,
+    pod_security: &str,
+) -> Result<String, kube::Error> {
     let name = namespace_name(case);
     let labels = BTreeMap::from([
         (MANAGED_BY_KEY.to_string(), MANAGED_BY.to_string()),
@@ -37,7 +42,7 @@ pub async fn create(client: &Client, case: &str, run_id: &str) -> Result<String,
         (CASE_KEY.to_string(), case.to_string()),
         (
             "pod-security.kubernetes.io/enforce".to_string(),
-            "restricted".to_string(),
+            pod_security.to_string(),
         ),
     ]);
     let ns = Namespace {

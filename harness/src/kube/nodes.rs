@@ -33,6 +33,33 @@ pub async fn internal_ips(client: &Client) -> Result<Vec<(String, String)>, kube
     Ok(out)
 }
 
+/// Nodes ordinary pods can land on: no NoSchedule or NoExecute taint (kind's
+/// control plane has one), in name order. Condition taints
+/// (`node.kubernetes.io/not-ready`, ...) pass: they come and go, and a node
+/// just turned Ready may still carry one.
+pub async fn schedulable(client: &Client) -> Result<Vec<String>, kube::Error> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut out: Vec<String> = nodes
+        .items
+        .iter()
+        .filter(|n| {
+            !n.spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|t| {
+                    t.iter().any(|t| {
+                        t.effect != "PreferNoSchedule" && !t.key.starts_with("node.kubernetes.io/")
+                    })
+                })
+        })
+        .map(|n| n.name_any())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Which node-facing port of a Service.
 #[derive(Debug, Clone, Copy)]
 pub enum ServicePort {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -39,6 +39,14 @@ pub enum WaitError {
         status: String,
         after: Duration,
     },
+    /// The wait cannot start (the Service it reads is missing, or has no
+    /// selector to find its pods by).
+    #[error("{what}: {problem}")]
+    Unusable { what: String, problem: String },
+    /// Something happened that must not (a Service nothing implements got
+    /// an address).
+    #[error("{what}: {status}")]
+    Unexpected { what: String, status: String },
 }
 
 /// Watches `api` (optionally narrowed by a field selector) until `predicate`
@@ -251,6 +259,317 @@ pub fn ready_endpoints(slices: &[&DynamicObject]) -> (BTreeSet<String>, BTreeSet
     (addresses, ports)
 }
 
+/// The objects one watch has shown, known once its initial list is complete.
+struct Seen<K> {
+    current: Option<BTreeMap<String, K>>,
+    init: BTreeMap<String, K>,
+}
+
+impl<K: Resource> Seen<K> {
+    fn new() -> Self {
+        Seen {
+            current: None,
+            init: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in one event; a re-list replaces the set only when complete.
+    fn apply(&mut self, event: Event<K>) {
+        match event {
+            Event::Init => self.init.clear(),
+            Event::InitApply(o) => {
+                self.init.insert(key(&o), o);
+            }
+            Event::InitDone => self.current = Some(std::mem::take(&mut self.init)),
+            Event::Apply(o) => {
+                if let Some(c) = &mut self.current {
+                    c.insert(key(&o), o);
+                }
+            }
+            Event::Delete(o) => {
+                if let Some(c) = &mut self.current {
+                    c.remove(&key(&o));
+                }
+            }
+        }
+    }
+
+    fn objects(&self) -> Option<Vec<&K>> {
+        self.current.as_ref().map(|c| c.values().collect())
+    }
+}
+
+/// One event from either of two watches.
+enum Either<A, B> {
+    First(A),
+    Second(B),
+}
+
+/// [`until_config`] over two kinds of objects watched at once (an endpoints
+/// object and the pods it should list): `predicate` sees the current objects
+/// of both, once both initial lists are complete.
+pub async fn until_both<A, B>(
+    first: (Api<A>, watcher::Config),
+    second: (Api<B>, watcher::Config),
+    what: String,
+    deadline: Duration,
+    predicate: impl Fn(&[&A], &[&B]) -> Progress,
+) -> Result<(), WaitError>
+where
+    A: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    B: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut status = "nothing observed yet".to_string();
+    let watch = async {
+        let a = watcher::watcher(first.0, first.1)
+            .default_backoff()
+            .map(Either::First)
+            .boxed();
+        let b = watcher::watcher(second.0, second.1)
+            .default_backoff()
+            .map(Either::Second)
+            .boxed();
+        let mut stream = futures::stream::select(a, b);
+        let (mut seen_a, mut seen_b) = (Seen::<A>::new(), Seen::<B>::new());
+        while let Some(event) = stream.next().await {
+            match event {
+                Either::First(Ok(e)) => seen_a.apply(e),
+                Either::Second(Ok(e)) => seen_b.apply(e),
+                Either::First(Err(e)) | Either::Second(Err(e)) => {
+                    status = format!("watch failing: {e}");
+                    continue;
+                }
+            }
+            let (Some(a), Some(b)) = (seen_a.objects(), seen_b.objects()) else {
+                continue;
+            };
+            let progress = predicate(&a, &b);
+            status = progress.status;
+            if progress.done {
+                return;
+            }
+        }
+    };
+    match tokio::time::timeout(deadline, watch).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(WaitError::Deadline {
+            what,
+            status,
+            after: deadline,
+        }),
+    }
+}
+
+/// The IPs of the pods the endpoints controllers list as ready: Ready
+/// condition True, not terminating, with an address.
+pub fn ready_pod_ips(pods: &[&Pod]) -> BTreeSet<String> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.status.as_ref())
+        .filter(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .filter_map(|s| s.pod_ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .collect()
+}
+
+fn ip_list(ips: &BTreeSet<String>) -> String {
+    ips.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// The addresses an endpoints object lists as ready (`observed`, and those
+/// it lists as not ready) against the Ready pods' IPs: done when the two
+/// sets are equal and hold `want` addresses. The status names both sets and
+/// the difference.
+pub fn addresses_match_ready_pods(
+    observed: &BTreeSet<String>,
+    not_ready: &BTreeSet<String>,
+    pod_ips: &BTreeSet<String>,
+    want: usize,
+) -> Progress {
+    let mut status = format!(
+        "ready addresses [{}], Ready pod IPs [{}] (want {want})",
+        ip_list(observed),
+        ip_list(pod_ips)
+    );
+    let listed_not_ready: BTreeSet<String> = observed.difference(pod_ips).cloned().collect();
+    let missing: BTreeSet<String> = pod_ips.difference(observed).cloned().collect();
+    if !listed_not_ready.is_empty() {
+        status.push_str(&format!(
+            "; listed but not a Ready pod: [{}]",
+            ip_list(&listed_not_ready)
+        ));
+    }
+    if !missing.is_empty() {
+        status.push_str(&format!("; Ready but not listed: [{}]", ip_list(&missing)));
+    }
+    if !not_ready.is_empty() {
+        status.push_str(&format!("; not-ready addresses [{}]", ip_list(not_ready)));
+    }
+    Progress::new(observed == pod_ips && pod_ips.len() == want, status)
+}
+
+/// The legacy Endpoints object `name` lists exactly the Ready pods' IPs as
+/// `addresses` (the others, if anywhere, under `notReadyAddresses`), `want`
+/// of them.
+pub fn endpoints_match_ready_pods(
+    name: &str,
+    want: usize,
+) -> impl Fn(&[&Endpoints], &[&Pod]) -> Progress + '_ {
+    move |endpoints, pods| {
+        let pod_ips = ready_pod_ips(pods);
+        let Some(e) = endpoints.iter().find(|e| e.name_any() == name) else {
+            return Progress::new(
+                false,
+                format!(
+                    "no Endpoints object, Ready pod IPs [{}] (want {want})",
+                    ip_list(&pod_ips)
+                ),
+            );
+        };
+        let (mut ready, mut not_ready) = (BTreeSet::new(), BTreeSet::new());
+        for subset in e.subsets.iter().flatten() {
+            ready.extend(subset.addresses.iter().flatten().map(|a| a.ip.clone()));
+            not_ready.extend(
+                subset
+                    .not_ready_addresses
+                    .iter()
+                    .flatten()
+                    .map(|a| a.ip.clone()),
+            );
+        }
+        addresses_match_ready_pods(&ready, &not_ready, &pod_ips, want)
+    }
+}
+
+/// Addresses of the EndpointSlices' endpoints whose `ready` condition is false.
+pub fn unready_endpoints(slices: &[&DynamicObject]) -> BTreeSet<String> {
+    slices
+        .iter()
+        .filter_map(|s| s.data.get("endpoints").and_then(|e| e.as_array()))
+        .flatten()
+        .filter(|e| e["conditions"]["ready"].as_bool() == Some(false))
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The EndpointSlices' ready addresses are exactly the Ready pods' IPs,
+/// `want` of them.
+pub fn endpoint_slices_match_ready_pods(
+    want: usize,
+) -> impl Fn(&[&DynamicObject], &[&Pod]) -> Progress {
+    move |slices, pods| {
+        let (ready, _) = ready_endpoints(slices);
+        let progress = addresses_match_ready_pods(
+            &ready,
+            &unready_endpoints(slices),
+            &ready_pod_ips(pods),
+            want,
+        );
+        Progress::new(
+            progress.done,
+            format!("{} in {} slices", progress.status, slices.len()),
+        )
+    }
+}
+
+/// No EndpointSlice and no Endpoints object (both watches are narrowed to
+/// the Service, by label and by name).
+pub fn no_endpoints(slices: &[&DynamicObject], endpoints: &[&Endpoints]) -> Progress {
+    let mut found: Vec<String> = slices
+        .iter()
+        .map(|s| format!("EndpointSlice {}", s.name_any()))
+        .collect();
+    found.extend(endpoints.iter().map(|e| {
+        let addresses: usize = e
+            .subsets
+            .iter()
+            .flatten()
+            .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+            .sum();
+        format!("Endpoints {} ({addresses} addresses)", e.name_any())
+    }));
+    if found.is_empty() {
+        Progress::new(true, "no EndpointSlice, no Endpoints object")
+    } else {
+        Progress::new(false, format!("found {}", found.join(", ")))
+    }
+}
+
+/// The Service `name` exists and has no ClusterIP: `spec.clusterIP` and
+/// `spec.clusterIPs` absent or empty.
+pub fn service_without_cluster_ip(name: &str) -> impl Fn(&[&Service]) -> Progress + '_ {
+    move |services| {
+        let Some(svc) = services.iter().find(|s| s.name_any() == name) else {
+            return Progress::new(false, "Service not found");
+        };
+        let spec = svc.spec.clone().unwrap_or_default();
+        let kind = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+        let mut ips: Vec<String> = spec
+            .cluster_ip
+            .into_iter()
+            .filter(|ip| !ip.is_empty())
+            .collect();
+        for ip in spec.cluster_ips.into_iter().flatten() {
+            if !ip.is_empty() && !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        if ips.is_empty() {
+            Progress::new(true, format!("type {kind}, no ClusterIP"))
+        } else {
+            Progress::new(
+                false,
+                format!("type {kind}, clusterIP {} (want none)", ips.join(", ")),
+            )
+        }
+    }
+}
+
+/// The ingress IPs (or host names) in a Service's load-balancer status.
+pub fn ingress_addresses(svc: &Service) -> Vec<String> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ingress| {
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Service has an EXTERNAL-IP.
+pub fn load_balancer_ingress(name: &str) -> impl Fn(&[&Service]) -> Progress + '_ {
+    move |services| match services.iter().find(|s| s.name_any() == name) {
+        None => Progress::new(false, "no such Service"),
+        Some(svc) => {
+            let ingress = ingress_addresses(svc);
+            if ingress.is_empty() {
+                Progress::new(false, "no EXTERNAL-IP (Pending)")
+            } else {
+                Progress::new(true, format!("EXTERNAL-IP {}", ingress.join(",")))
+            }
+        }
+    }
+}
+
+/// No pod is left.
+pub fn no_pods(pods: &[&Pod]) -> Progress {
+    let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+    Progress::new(
+        names.is_empty(),
+        format!("{} pods left: {}", names.len(), names.join(", ")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +617,146 @@ mod tests {
         let s = slice(serde_json::json!([]), &[]);
         assert!(endpoint_slices_ready(0, &[8080])(&[&s]).done);
         assert!(endpoint_slices_ready(0, &[])(&[]).done);
+    }
+
+    fn pod(name: &str, ip: &str, ready: bool, terminating: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "deletionTimestamp": terminating.then_some("2026-01-01T00:00:00Z"),
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn set(ips: &[&str]) -> BTreeSet<String> {
+        ips.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ready_pods_are_ready_not_terminating_and_addressed() {
+        let pods = [
+            pod("a", "10.244.1.2", true, false),
+            pod("b", "10.244.1.3", false, false),
+            pod("c", "10.244.2.2", true, true),
+            pod("d", "", true, false),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        assert_eq!(ready_pod_ips(&refs), set(&["10.244.1.2"]));
+    }
+
+    #[test]
+    fn addresses_must_equal_the_ready_pods_not_just_count_as_many() {
+        let pods = set(&["10.0.0.1", "10.0.0.2"]);
+        assert!(addresses_match_ready_pods(&pods, &set(&["10.0.0.3"]), &pods, 2).done);
+        // Right count, wrong member: the unready pod listed instead of a ready one.
+        let p = addresses_match_ready_pods(&set(&["10.0.0.1", "10.0.0.3"]), &set(&[]), &pods, 2);
+        assert_eq!(
+            p,
+            Progress::new(
+                false,
+                "ready addresses [10.0.0.1, 10.0.0.3], Ready pod IPs [10.0.0.1, 10.0.0.2] (want 2); \
+                 listed but not a Ready pod: [10.0.0.3]; Ready but not listed: [10.0.0.2]"
+            )
+        );
+        // Equal sets, but not yet the stage the caller waits for.
+        assert!(!addresses_match_ready_pods(&pods, &set(&[]), &pods, 3).done);
+        assert!(addresses_match_ready_pods(&set(&[]), &set(&[]), &set(&[]), 0).done);
+    }
+
+    #[test]
+    fn legacy_endpoints_list_only_ready_pods() {
+        let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "subsets": [{
+                "addresses": [{"ip": "10.244.1.2"}, {"ip": "10.244.2.2"}],
+                "notReadyAddresses": [{"ip": "10.244.1.3"}],
+                "ports": [{"name": "http", "port": 8080}],
+            }],
+        }))
+        .unwrap();
+        let pods = [
+            pod("a", "10.244.1.2", true, false),
+            pod("b", "10.244.1.3", false, false),
+            pod("c", "10.244.2.2", true, false),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let p = endpoints_match_ready_pods("web", 2)(&[&endpoints], &refs);
+        assert!(p.done, "{p:?}");
+        assert!(
+            p.status.contains("not-ready addresses [10.244.1.3]"),
+            "{p:?}"
+        );
+        // publishNotReadyAddresses: the unready pod is listed as ready.
+        let mut published = endpoints.clone();
+        published.subsets.as_mut().unwrap()[0]
+            .addresses
+            .as_mut()
+            .unwrap()
+            .push(serde_json::from_value(serde_json::json!({"ip": "10.244.1.3"})).unwrap());
+        let p = endpoints_match_ready_pods("web", 2)(&[&published], &refs);
+        assert!(!p.done);
+        assert!(
+            p.status
+                .contains("listed but not a Ready pod: [10.244.1.3]"),
+            "{p:?}"
+        );
+        assert!(!endpoints_match_ready_pods("web", 0)(&[], &[]).done);
+    }
+
+    #[test]
+    fn slice_addresses_are_compared_with_the_ready_pods() {
+        let s = slice(
+            serde_json::json!([
+                {"addresses": ["10.244.1.2"], "conditions": {"ready": true}},
+                {"addresses": ["10.244.1.3"], "conditions": {"ready": false}},
+            ]),
+            &[8080],
+        );
+        let pods = [
+            pod("a", "10.244.1.2", true, false),
+            pod("b", "10.244.1.3", false, false),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let p = endpoint_slices_match_ready_pods(1)(&[&s], &refs);
+        assert!(p.done, "{p:?}");
+        assert!(
+            p.status
+                .ends_with("not-ready addresses [10.244.1.3] in 1 slices"),
+            "{p:?}"
+        );
+        let other = [pod("x", "10.244.9.9", true, false)];
+        let refs: Vec<&Pod> = other.iter().collect();
+        assert!(!endpoint_slices_match_ready_pods(1)(&[&s], &refs).done);
+    }
+
+    #[test]
+    fn external_name_has_no_cluster_ip_and_no_endpoints() {
+        let external: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "alias"},
+            "spec": {"type": "ExternalName", "externalName": "example.org"},
+        }))
+        .unwrap();
+        assert!(service_without_cluster_ip("alias")(&[&external]).done);
+        let cluster_ip: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "alias"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"]},
+        }))
+        .unwrap();
+        assert_eq!(
+            service_without_cluster_ip("alias")(&[&cluster_ip]),
+            Progress::new(false, "type ClusterIP, clusterIP 10.96.0.7 (want none)")
+        );
+        assert!(!service_without_cluster_ip("alias")(&[]).done);
+
+        assert!(no_endpoints(&[], &[]).done);
+        let s = slice(serde_json::json!([]), &[]);
+        let p = no_endpoints(&[&s], &[]);
+        assert_eq!(p, Progress::new(false, "found EndpointSlice web-abc"));
     }
 }

@@ -35,6 +35,61 @@ pub struct Case {
     pub steps: Vec<Step>,
     /// The declared mutation that must turn this case into a failure.
     pub sabotage: Sabotage,
+    /// Cluster-wide parts the case needs, installed once per cluster by the
+    /// first case that needs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Addon>,
+    /// A MetalLB IPAddressPool of the case's own, named like the case's
+    /// namespace (`metallb.io/address-pool: ${namespace}`), with this many
+    /// addresses, only for the case's Services; deleted when the case ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_pool: Option<AddressPool>,
+    /// The Pod Security level enforced on the case's namespace: probe pods
+    /// run `restricted`; an application's public images (WordPress, MySQL)
+    /// start as root and need `baseline`.
+    #[serde(default)]
+    pub pod_security: PodSecurity,
+}
+
+/// A Pod Security Standards level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PodSecurity {
+    #[default]
+    Restricted,
+    Baseline,
+}
+
+impl PodSecurity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurity::Restricted => "restricted",
+            PodSecurity::Baseline => "baseline",
+        }
+    }
+}
+
+/// A cluster-wide part some cases need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Addon {
+    /// MetalLB (L2), with a pool from the kind network or the user's range.
+    Metallb,
+}
+
+impl std::fmt::Display for Addon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addon::Metallb => f.write_str("MetalLB"),
+        }
+    }
+}
+
+/// A case's own address pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddressPool {
+    pub addresses: u8,
 }
 
 /// One change to the case's objects, what must follow from it within a
@@ -108,6 +163,30 @@ pub enum Readiness {
         #[serde(default)]
         ports: Vec<u16>,
     },
+    /// The Service's legacy core/v1 Endpoints object lists as `addresses`
+    /// exactly the IPs of the Ready pods its selector matches, and there are
+    /// `ready` of them (an unready pod is only in `notReadyAddresses`, or
+    /// gone).
+    Endpoints { service: String, ready: usize },
+    /// The ready endpoint addresses of the Service's EndpointSlices are
+    /// exactly the IPs of the Ready pods its selector matches, and there are
+    /// `ready` of them (where `endpointSlices` only counts).
+    EndpointSliceAddresses { service: String, ready: usize },
+    /// The Service of this name has no ClusterIP allocated: `spec.clusterIP`
+    /// and `spec.clusterIPs` absent or empty (an ExternalName Service).
+    NoClusterIp(String),
+    /// The Service of this name has no EndpointSlice and no Endpoints object.
+    NoEndpoints(String),
+    /// The LoadBalancer Service of this name has an ingress address in its
+    /// status (an EXTERNAL-IP).
+    LoadBalancer(String),
+    /// The LoadBalancer Service `service` has no ingress address once the
+    /// `witness` Service (same namespace, served by the cluster's
+    /// implementation) got one, and keeps none for a few seconds more.
+    LoadBalancerPending { service: String, witness: String },
+    /// No pod matching `selector` is left in `namespace` (terminating ones
+    /// count as left).
+    PodsGone { namespace: String, selector: String },
 }
 
 /// Traffic from one place, and what must be observed.
@@ -144,6 +223,11 @@ pub enum ClientPlacement {
     /// The harness process, outside the cluster (on kind: the host, over
     /// the docker bridge). HTTP and TCP only.
     External,
+    /// A fresh probe container on the kind docker network, outside the
+    /// cluster: a client that has never resolved the target's address (the
+    /// host may still hold an ARP entry that keeps a dead announcement
+    /// working). kind only; HTTP and TCP.
+    ExternalContainer,
 }
 
 /// The traffic: one probe role, run inside a client pod. Targets may use
@@ -212,19 +296,28 @@ impl Probe {
     }
 }
 
-/// The mutation applied after the fixture in a sabotaged run.
+/// The mutation applied after the fixture in a sabotaged run: a patch, or
+/// actions like a step's (done in order, undone when the case ends).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sabotage {
     pub description: String,
-    pub patch: ObjectPatch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<ObjectPatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// The sabotage breaks something every case of the cluster shares
+    /// (MetalLB's speaker): its run waits for the others and runs alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
     /// What to wait for once the patch is in, so the probes see its effect
     /// and not kube-proxy's lag.
     #[serde(default)]
     pub settle: Vec<Readiness>,
 }
 
-/// A JSON merge patch on one object of the case's namespace.
+/// A JSON merge patch on one object of the case's namespace (or, for a
+/// sabotage of something shared, of `namespace`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectPatch {
@@ -232,6 +325,15 @@ pub struct ObjectPatch {
     pub kind: String,
     pub name: String,
     pub merge: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Patch the status subresource (what a controller reports), not the spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status: bool,
+    /// The merge patch that puts the object back when the case ends; needed
+    /// for objects outside the case's namespace, which outlive the case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<serde_json::Value>,
 }
 
 /// A case declaration that cannot be used.
@@ -248,6 +350,31 @@ pub enum CaseError {
 }
 
 impl Case {
+    /// Whether the case sends traffic from client pods (in-pod checks, or a
+    /// step's GET): only then does it get the client DaemonSet, three pods
+    /// fewer to start for a case that probes only from outside.
+    pub fn needs_client_pods(&self) -> bool {
+        let checks = self
+            .checks
+            .iter()
+            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        let in_pod = |c: &Check| {
+            !matches!(
+                c.from,
+                ClientPlacement::External | ClientPlacement::ExternalContainer
+            )
+        };
+        let actions = self
+            .steps
+            .iter()
+            .flat_map(|s| s.actions.iter())
+            .chain(self.sabotage.actions.iter());
+        checks.into_iter().any(in_pod)
+            || actions
+                .into_iter()
+                .any(|a| matches!(a, Action::HttpGet { .. }))
+    }
+
     /// `suite/name`, for people.
     pub fn id(&self) -> String {
         format!("{}/{}", self.suite, self.name)
@@ -287,8 +414,34 @@ impl Case {
                 )));
             }
         }
-        if self.checks.is_empty() && self.steps.iter().all(|s| s.checks.is_empty()) {
+        // A step's settle is an expectation too (an EXTERNAL-IP within a deadline).
+        if self.checks.is_empty()
+            && self
+                .steps
+                .iter()
+                .all(|s| s.checks.is_empty() && s.settle.is_empty())
+        {
             return Err(invalid("declares no checks".into()));
+        }
+        if self.sabotage.patch.is_none() && self.sabotage.actions.is_empty() {
+            return Err(invalid(
+                "the sabotage changes nothing (no patch, no actions)".into(),
+            ));
+        }
+        let outside = self
+            .sabotage
+            .patch
+            .iter()
+            .chain(self.sabotage.actions.iter().filter_map(|a| match a {
+                Action::Patch(p) => Some(p),
+                _ => None,
+            }))
+            .find(|p| p.namespace.is_some() && p.restore.is_none());
+        if let Some(p) = outside {
+            return Err(invalid(format!(
+                "the patch of {} {} outside the case's namespace has no restore",
+                p.kind, p.name
+            )));
         }
         let mut seen = BTreeSet::new();
         let all_checks = self
@@ -398,7 +551,7 @@ sabotage:
         assert_eq!(check.expectations(ProxyMode::Nftables), &[Assertion::AllOk]);
         assert!(matches!(&check.probe, Probe::Http { count: 30, path, .. } if path == "/"));
         assert_eq!(
-            case.sabotage.patch.merge["spec"]["selector"]["app"],
+            case.sabotage.patch.as_ref().unwrap().merge["spec"]["selector"]["app"],
             "nothing"
         );
         case.validate().unwrap();
@@ -493,13 +646,31 @@ sabotage:
             .unwrap_err()
             .to_string()
             .contains("expects nothing"));
-        let mut no_checks = case;
-        no_checks.steps[0].checks.clear();
+        // A step's settle is an expectation: a case may check nothing else.
+        let mut settle_only = case.clone();
+        settle_only.steps[0].checks.clear();
+        settle_only.validate().unwrap();
+        let mut no_checks = settle_only;
+        no_checks.steps.clear();
         assert!(no_checks
             .validate()
             .unwrap_err()
             .to_string()
             .contains("declares no checks"));
+        let mut unsabotaged = case.clone();
+        unsabotaged.sabotage.patch = None;
+        assert!(unsabotaged
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("changes nothing"));
+        let mut outside = case;
+        outside.sabotage.patch.as_mut().unwrap().namespace = Some("metallb-system".into());
+        assert!(outside
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("has no restore"));
     }
 
     #[test]

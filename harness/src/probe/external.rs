@@ -63,6 +63,70 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
     })
 }
 
+/// The docker network kind's nodes are on.
+const KIND_NETWORK: &str = "kind";
+/// The name evidence gives a container client.
+pub const CONTAINER_CLIENT: &str = "fresh container";
+
+/// Runs `probe` from a new container of the probe `image` on the kind
+/// network, as the probe pods run: not root, no capabilities.
+pub async fn run_in_container(
+    docker: &std::path::Path,
+    image: &str,
+    probe: &Probe,
+    facts: &Facts,
+) -> Result<Observation, ProbeError> {
+    if matches!(probe, Probe::Dns { .. }) {
+        return Err(ProbeError::NoReport {
+            pod: CONTAINER_CLIENT.into(),
+            status: probe.describe(),
+            stderr: "DNS checks run in a client pod, not from outside the cluster".into(),
+        });
+    }
+    let cmd = super::command(probe, facts);
+    let mut args: Vec<&str> = vec![
+        "run",
+        "--rm",
+        "--network",
+        KIND_NETWORK,
+        "--user",
+        "65532:65532",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--label",
+        "app.kubernetes.io/managed-by=svcconf",
+        "--entrypoint",
+        &cmd[0],
+        image,
+    ];
+    args.extend(cmd[1..].iter().map(String::as_str));
+    let out = crate::cluster::command::run(docker, &args, super::deadline(probe))
+        .await
+        .map_err(|e| ProbeError::NoReport {
+            pod: CONTAINER_CLIENT.into(),
+            status: "docker run failed".into(),
+            stderr: e.to_string(),
+        })?;
+    let report = parse(probe, &out).ok_or_else(|| ProbeError::NoReport {
+        pod: CONTAINER_CLIENT.into(),
+        status: cmd.join(" "),
+        stderr: out.chars().take(400).collect(),
+    })?;
+    Ok(Observation {
+        client_pod: CONTAINER_CLIENT.into(),
+        client_node: format!("the {KIND_NETWORK} docker network"),
+        // Known only inside the container, which is gone.
+        client_ip: String::new(),
+        command: std::iter::once(format!("(docker run {image})"))
+            .chain(cmd)
+            .collect(),
+        report,
+        raw: out.trim().to_string(),
+    })
+}
+
 fn to_json(report: &impl serde::Serialize) -> String {
     serde_json::to_string(report).unwrap_or_default()
 }
