@@ -479,6 +479,7 @@ impl CaseRunner {
         undo: &mut Vec<steps::Undo>,
     ) -> CaseOutcome {
         let error = |message: String| CaseOutcome::Error { message };
+        let setup_started = Instant::now();
         let objects = match self.fixtures.objects(case) {
             Ok(o) => o,
             Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
@@ -533,9 +534,16 @@ impl CaseRunner {
             ready.push(Readiness::DaemonSet(CLIENTS_DAEMONSET.into()));
         }
         ready.extend(case.ready.iter().cloned());
+        let waited = Instant::now();
         if let Err(message) = self.wait_all(jig, &ready).await {
             return error(message);
         }
+        // Where a case's time goes (the suite's wall time is mostly this).
+        evidence.push(format!(
+            "ready in {:.1}s after {:.1}s of setup",
+            waited.elapsed().as_secs_f64(),
+            (waited - setup_started).as_secs_f64()
+        ));
         if variant == Variant::Sabotaged {
             evidence.push(format!("sabotage: {}", case.sabotage.description));
             let patch = case.sabotage.patch.clone().map(Action::Patch);
@@ -737,18 +745,45 @@ impl CaseRunner {
             .iter()
             .filter_map(|a| verdict::judge(a, &obs, &facts).err())
             .collect();
-        let outside = matches!(
-            check.from,
-            ClientPlacement::External | ClientPlacement::ExternalContainer
-        );
-        if !mismatches.is_empty() && !outside {
-            if let Some(docker) = &self.cluster.docker {
-                evidence.push(
-                    cluster::proxy_rules(docker, &obs.client_node, mode, &jig.namespace).await,
-                );
+        if let (false, Some(docker)) = (mismatches.is_empty(), &self.cluster.docker) {
+            for node in self.nodes_involved(check, &obs.client_node, &facts).await {
+                evidence.push(cluster::proxy_rules(docker, &node, mode, &jig.namespace).await);
             }
         }
         Ok(mismatches)
+    }
+
+    /// Whose proxy rules explain a failed check: the client pod's node; for
+    /// a client outside the cluster, the node it sent to (a NodePort on a
+    /// node's address), else every node (a LoadBalancer or external IP may
+    /// be answered by any of them).
+    async fn nodes_involved(
+        &self,
+        check: &crate::model::Check,
+        client_node: &str,
+        facts: &Facts,
+    ) -> Vec<String> {
+        if !matches!(
+            check.from,
+            ClientPlacement::External | ClientPlacement::ExternalContainer
+        ) {
+            return vec![client_node.to_string()];
+        }
+        let target = match &check.probe {
+            Probe::Http { target, .. } | Probe::Tcp { target } => facts.render(target),
+            Probe::Dns { .. } => return Vec::new(),
+        };
+        let host = target
+            .rsplit_once(':')
+            .map_or(target.as_str(), |(h, _)| h)
+            .to_string();
+        let nodes = crate::kube::nodes::internal_ips(&self.cluster.client)
+            .await
+            .unwrap_or_default();
+        match nodes.iter().find(|(_, ip)| *ip == host) {
+            Some((name, _)) => vec![name.clone()],
+            None => nodes.into_iter().map(|(name, _)| name).collect(),
+        }
     }
 
     /// Resolves what the probe and the assertions refer to.
