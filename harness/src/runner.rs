@@ -545,6 +545,27 @@ impl CaseRunner {
             (waited - setup_started).as_secs_f64()
         ));
         if variant == Variant::Sabotaged {
+            // The case must pass before its sabotage: a failure seen while
+            // kube-proxy is still programming a new Service would otherwise
+            // be credited to the sabotage.
+            if !case.checks.is_empty() {
+                let mut baseline = Vec::new();
+                match self
+                    .checks_until(jig, &case.checks, true, &mut baseline)
+                    .await
+                {
+                    CaseOutcome::Passed => {
+                        evidence.push("baseline: every check passed before the sabotage".into())
+                    }
+                    CaseOutcome::Failed { message } | CaseOutcome::Error { message } => {
+                        evidence.extend(baseline);
+                        return error(format!(
+                            "before its sabotage the case does not pass ({message}): a failure after it would prove nothing"
+                        ));
+                    }
+                    other => return other,
+                }
+            }
             evidence.push(format!("sabotage: {}", case.sabotage.description));
             let patch = case.sabotage.patch.clone().map(Action::Patch);
             let images = self.fixtures.image_map();
