@@ -369,7 +369,7 @@ mod tests {
         assert_eq!(args.proxy_mode, None);
         assert_eq!(args.junit, PathBuf::from("svcconf-report/junit.xml"));
         assert_eq!(args.json, PathBuf::from("svcconf-report/report.json"));
-        assert_eq!(args.concurrency, 4);
+        assert_eq!(args.concurrency, 6);
     }
 
     #[test]
