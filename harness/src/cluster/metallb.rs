@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
 use serde::Deserialize;
@@ -39,6 +39,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(180);
 /// The controller serves the validating webhook a little after it is
 /// Available (its certificate is generated at start).
 const WEBHOOK_DEADLINE: Duration = Duration::from_secs(90);
+/// How long an uninstalled MetalLB's namespace may take to go.
+const NAMESPACE_GONE_DEADLINE: Duration = Duration::from_secs(90);
 
 /// `fixtures/metallb/pin.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -446,13 +448,39 @@ impl Installed {
         self.0.lock().await.extend(docs.iter().cloned());
     }
 
-    /// Deletes everything recorded; one line per failure.
+    /// Deletes everything recorded, then waits for the namespaces among it
+    /// to be gone (a next run could not install into a terminating one);
+    /// one line per failure.
     pub async fn remove(&self, applier: &Applier) -> Vec<String> {
         let docs: Vec<Value> = std::mem::take(&mut *self.0.lock().await);
         let mut problems = Vec::new();
         for doc in docs.iter().rev() {
             if let Err(e) = applier.delete_object(doc).await {
                 problems.push(crate::cluster::error_chain(&e));
+            }
+        }
+        let namespaces = Api::<Namespace>::all(applier.client().clone());
+        for doc in docs.iter().filter(|d| d["kind"] == "Namespace") {
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            let started = Instant::now();
+            loop {
+                match namespaces.get_opt(name).await {
+                    Ok(None) => break,
+                    Ok(Some(_)) if started.elapsed() < NAMESPACE_GONE_DEADLINE => {
+                        tokio::time::sleep(Duration::from_secs(1)).await
+                    }
+                    Ok(Some(_)) => {
+                        problems.push(format!(
+                            "namespace {name} still there {}s after its deletion",
+                            NAMESPACE_GONE_DEADLINE.as_secs()
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        problems.push(format!("namespace {name}: {e}"));
+                        break;
+                    }
+                }
             }
         }
         problems
