@@ -28,9 +28,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use svcconf_harness::cluster::metallb::{AddressRange, MetallbSource};
-use svcconf_harness::cluster::{self, docker_has_image, Kind, Kit, KubeconfigSource};
-use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
-use svcconf_harness::kube::manifest::ImageMap;
+use svcconf_harness::cluster::{self, Kit, KubeconfigSource};
+use svcconf_harness::fixture::Fixtures;
 use svcconf_harness::kube::namespace;
 use svcconf_harness::model::{Case, CaseOutcome, CaseResult, ProxyMode, Variant};
 use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines, Provider};
@@ -225,19 +224,7 @@ async fn setup() -> Result<Setup, String> {
     let fail = |e: &dyn std::error::Error| cluster::error_chain(e);
     let project = svcconf_suites::project().map_err(|e| fail(&e))?;
     let kit = Kit::load().map_err(|e| fail(&e))?;
-    let mut images = ImageMap::default();
-    match (
-        std::env::var("SVCCONF_PROBE_IMAGE").ok(),
-        kit.as_ref().and_then(|k| k.images.probe.clone()),
-    ) {
-        (Some(image), _) | (None, Some(image)) => images.insert(PROBE_IMAGE, &image),
-        (None, None) => {}
-    }
-    // Public application images → the kit's stand-ins (offline).
-    for (from, to) in kit.iter().flat_map(|k| k.image_map.iter()) {
-        images.insert_default(from, to);
-    }
-    let fixtures = Arc::new(Fixtures::new(project.clone(), images));
+    let fixtures = Arc::new(svcconf_suites::fixtures(&project, kit.as_ref()));
     let metallb = MetallbSource {
         manifest: None,
         addresses: match std::env::var("SVCCONF_BENCH_LB_ADDRESSES") {
@@ -281,22 +268,8 @@ async fn setup() -> Result<Setup, String> {
         });
     }
     let docker = cluster::docker_available().await.map_err(|e| fail(&e))?;
-    let kind = Kind::locate(kit.as_ref()).map_err(|e| fail(&e))?;
-    // The probe goes in with the cluster; other images are loaded by the
-    // first case that runs them (as `cargo test --features kind` does).
-    let mut preload = Vec::new();
-    let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
-    if docker_has_image(&docker, &probe).await {
-        preload.push(probe);
-    }
-    let provider = Provider::Kind {
-        kind,
-        node_image: std::env::var("SVCCONF_NODE_IMAGE")
-            .ok()
-            .or_else(|| kit.map(|k| k.node_image)),
-        preload,
-        configs: project.root().join("kind-configs"),
-    };
+    let provider =
+        svcconf_suites::kind_provider(&project, kit.as_ref(), &fixtures, &docker).await?;
     Ok(Setup {
         clusters: Clusters::new(provider, Deadlines::default()),
         fixtures,

@@ -10,7 +10,11 @@
 use std::path::Path;
 
 use svcconf_harness::catalog::{CatalogError, Project};
+use svcconf_harness::cluster::{self, docker_has_image, Kind, Kit};
+use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
+use svcconf_harness::kube::manifest::ImageMap;
 use svcconf_harness::model::Catalog;
+use svcconf_harness::runner::Provider;
 
 /// The project this crate lives in.
 pub fn project() -> Result<Project, CatalogError> {
@@ -22,11 +26,53 @@ pub fn catalog() -> Result<Catalog, CatalogError> {
     project()?.load_catalog()
 }
 
+/// The fixtures `cargo test --features kind` and the bench run: the kit's
+/// probe image unless `SVCCONF_PROBE_IMAGE` names another, and the kit's
+/// stand-ins for the public application images (offline).
+pub fn fixtures(project: &Project, kit: Option<&Kit>) -> Fixtures {
+    let mut images = ImageMap::default();
+    match (
+        std::env::var("SVCCONF_PROBE_IMAGE").ok(),
+        kit.and_then(|k| k.images.probe.clone()),
+    ) {
+        (Some(image), _) | (None, Some(image)) => images.insert(PROBE_IMAGE, &image),
+        (None, None) => {}
+    }
+    for (from, to) in kit.iter().flat_map(|k| k.image_map.iter()) {
+        images.insert_default(from, to);
+    }
+    Fixtures::new(project.clone(), images)
+}
+
+/// kind clusters as the tests and the bench make them: the kit's node image
+/// unless `SVCCONF_NODE_IMAGE` names another. Every case runs the probe
+/// image, so it is loaded with the cluster; the others (WordPress, MySQL)
+/// are loaded by the first case that runs them.
+pub async fn kind_provider(
+    project: &Project,
+    kit: Option<&Kit>,
+    fixtures: &Fixtures,
+    docker: &Path,
+) -> Result<Provider, String> {
+    let kind = Kind::locate(kit).map_err(|e| cluster::error_chain(&e))?;
+    let mut preload = Vec::new();
+    let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
+    if docker_has_image(docker, &probe).await {
+        preload.push(probe);
+    }
+    Ok(Provider::Kind {
+        kind,
+        node_image: std::env::var("SVCCONF_NODE_IMAGE")
+            .ok()
+            .or_else(|| kit.map(|k| k.node_image.clone())),
+        preload,
+        configs: project.root().join("kind-configs"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
-    use svcconf_harness::kube::manifest::ImageMap;
 
     #[test]
     fn the_catalog_loads_with_unique_names() {

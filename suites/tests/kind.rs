@@ -19,13 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use svcconf_harness::cluster::{self, docker_has_image, Kind, Kit};
-use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
-use svcconf_harness::kube::manifest::ImageMap;
+use svcconf_harness::cluster::{self, Kit};
+use svcconf_harness::fixture::Fixtures;
 use svcconf_harness::kube::namespace::random_suffix;
 use svcconf_harness::model::{Case, CaseKey, CaseOutcome, Event, ProxyMode, Variant};
 use svcconf_harness::report::{table, JsonReporter, JunitReporter, Reporter, Reporters};
-use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines, Provider};
+use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines};
 use tokio::sync::OnceCell;
 
 /// What every trial shares.
@@ -64,41 +63,14 @@ impl Shared {
                 let fail = |e: &dyn std::error::Error| cluster::error_chain(e);
                 let project = svcconf_suites::project().map_err(|e| fail(&e))?;
                 let kit = Kit::load().map_err(|e| fail(&e))?;
-                let mut images = ImageMap::default();
-                match (
-                    std::env::var("SVCCONF_PROBE_IMAGE").ok(),
-                    kit.as_ref().and_then(|k| k.images.probe.clone()),
-                ) {
-                    (Some(image), _) | (None, Some(image)) => images.insert(PROBE_IMAGE, &image),
-                    (None, None) => {}
-                }
-                // Public application images → the kit's stand-ins (offline).
-                for (from, to) in kit.iter().flat_map(|k| k.image_map.iter()) {
-                    images.insert_default(from, to);
-                }
-                let fixtures = Arc::new(Fixtures::new(project.clone(), images));
+                let fixtures = Arc::new(svcconf_suites::fixtures(&project, kit.as_ref()));
                 let docker = cluster::docker_available().await.map_err(|e| fail(&e))?;
                 for warning in cluster::kind_host_warnings() {
                     eprintln!("svcconf: warning: {warning}");
                 }
-                let kind = Kind::locate(kit.as_ref()).map_err(|e| fail(&e))?;
-                // Every case runs the probe image: loaded with the cluster.
-                // The others (WordPress, MySQL) are loaded by the first case
-                // that runs them.
-                let mut preload = Vec::new();
-                let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
-                if docker_has_image(&docker, &probe).await {
-                    preload.push(probe);
-                }
-                let node_image = std::env::var("SVCCONF_NODE_IMAGE")
-                    .ok()
-                    .or_else(|| kit.map(|k| k.node_image));
-                let provider = Provider::Kind {
-                    kind,
-                    node_image,
-                    preload,
-                    configs: project.root().join("kind-configs"),
-                };
+                let provider =
+                    svcconf_suites::kind_provider(&project, kit.as_ref(), &fixtures, &docker)
+                        .await?;
                 Ok(Arc::new(Setup {
                     clusters: Clusters::new(provider, Deadlines::default()),
                     fixtures,

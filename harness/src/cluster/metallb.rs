@@ -203,11 +203,9 @@ pub struct MetallbSource {
 /// MetalLB, ready on one cluster.
 #[derive(Debug)]
 pub struct Metallb {
-    pub shared: AddressRange,
+    /// Where case pools are cut from (after the shared pool's addresses).
     case_range: AddressRange,
     next: AtomicU32,
-    /// What this run installed (empty when MetalLB was there already).
-    pub installed: Vec<Value>,
 }
 
 /// Why a case pool and the objects around it are svcconf's.
@@ -303,7 +301,6 @@ pub async fn install(
         return Err(MetallbError::StrictArp);
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut installed = Vec::new();
     if crds.get_opt(POOL_CRD).await?.is_some() {
         progress("MetalLB already installed: using it".into());
     } else {
@@ -328,7 +325,6 @@ pub async fn install(
         ));
         // Recorded before applying, so a failed install is still removed.
         record.record(&docs).await;
-        installed = docs.clone();
         for doc in &docs {
             applier.apply_cluster_object(doc).await.map_err(Box::new)?;
         }
@@ -364,10 +360,8 @@ pub async fn install(
         started.elapsed().as_secs_f64()
     ));
     Ok(Metallb {
-        shared,
         case_range,
         next: AtomicU32::new(0),
-        installed,
     })
 }
 

@@ -50,6 +50,17 @@ pub enum ApplyError {
     CrdNotEstablished { name: String },
 }
 
+/// `(apiVersion, kind, name)` of an object, empty where missing (the
+/// manifest parser has already refused objects without them).
+fn identity(doc: &Value) -> (&str, String, String) {
+    let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        doc["apiVersion"].as_str().unwrap_or_default(),
+        field(&doc["kind"]),
+        field(&doc["metadata"]["name"]),
+    )
+}
+
 /// Applies objects; remembers what discovery said about each kind.
 pub struct Applier {
     client: Client,
@@ -113,12 +124,7 @@ impl Applier {
     }
 
     async fn apply_scoped(&self, case_ns: Option<&str>, doc: &Value) -> Result<(), ApplyError> {
-        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
-        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        let name = doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let (api_version, kind, name) = identity(doc);
         let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
         let is_crd = kind == "CustomResourceDefinition";
         if caps.scope != Scope::Namespaced && !is_crd && case_ns.is_some() {
@@ -162,12 +168,7 @@ impl Applier {
     /// Deletes the object `doc` names (in its own namespace, or the
     /// cluster); one already gone is fine.
     pub async fn delete_object(&self, doc: &Value) -> Result<(), ApplyError> {
-        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
-        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        let name = doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let (api_version, kind, name) = identity(doc);
         let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
         let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
         match self

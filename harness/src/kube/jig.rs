@@ -40,6 +40,16 @@ pub struct Jig {
     pub namespace: String,
 }
 
+/// A watch of the Service's EndpointSlices (by the label the controller sets).
+fn slices_of(service: &str) -> watcher::Config {
+    watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"))
+}
+
+/// A watch of the one object of this name.
+fn named(name: &str) -> watcher::Config {
+    watcher::Config::default().fields(&format!("metadata.name={name}"))
+}
+
 fn endpoint_slice_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
@@ -50,6 +60,14 @@ fn endpoint_slice_resource() -> ApiResource {
 impl Jig {
     pub fn new(client: Client, namespace: String) -> Self {
         Jig { client, namespace }
+    }
+
+    fn slices_api(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &endpoint_slice_resource(),
+        )
     }
 
     fn api_error(&self, what: String) -> impl FnOnce(kube::Error) -> JigError + '_ {
@@ -126,13 +144,8 @@ impl Jig {
                 ports,
             } => {
                 wait::until_config(
-                    Api::<DynamicObject>::namespaced_with(
-                        self.client.clone(),
-                        ns,
-                        &endpoint_slice_resource(),
-                    ),
-                    watcher::Config::default()
-                        .labels(&format!("kubernetes.io/service-name={service}")),
+                    self.slices_api(),
+                    slices_of(service),
                     format!("EndpointSlices of Service {service} in ns {ns}"),
                     deadline,
                     wait::endpoint_slices_ready(*ready, ports),
@@ -144,7 +157,7 @@ impl Jig {
                 wait::until_both(
                     (
                         Api::<Endpoints>::namespaced(self.client.clone(), ns),
-                        watcher::Config::default().fields(&format!("metadata.name={service}")),
+                        named(service),
                     ),
                     pods,
                     format!("Endpoints of Service {service} in ns {ns}"),
@@ -156,15 +169,7 @@ impl Jig {
             Readiness::EndpointSliceAddresses { service, ready } => {
                 let pods = self.selected_pods(service).await?;
                 wait::until_both(
-                    (
-                        Api::<DynamicObject>::namespaced_with(
-                            self.client.clone(),
-                            ns,
-                            &endpoint_slice_resource(),
-                        ),
-                        watcher::Config::default()
-                            .labels(&format!("kubernetes.io/service-name={service}")),
-                    ),
+                    (self.slices_api(), slices_of(service)),
                     pods,
                     format!("EndpointSlice addresses of Service {service} in ns {ns}"),
                     deadline,
@@ -184,18 +189,10 @@ impl Jig {
             }
             Readiness::NoEndpoints(service) => {
                 wait::until_both(
-                    (
-                        Api::<DynamicObject>::namespaced_with(
-                            self.client.clone(),
-                            ns,
-                            &endpoint_slice_resource(),
-                        ),
-                        watcher::Config::default()
-                            .labels(&format!("kubernetes.io/service-name={service}")),
-                    ),
+                    (self.slices_api(), slices_of(service)),
                     (
                         Api::<Endpoints>::namespaced(self.client.clone(), ns),
-                        watcher::Config::default().fields(&format!("metadata.name={service}")),
+                        named(service),
                     ),
                     format!("endpoints of Service {service} in ns {ns}"),
                     deadline,
