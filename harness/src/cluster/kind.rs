@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use super::command::{self, CommandError};
 use super::kit::Kit;
+use super::preflight::host_cgroup_v1;
 
 /// Creating a cluster on a 2-core machine takes minutes; this is the point
 /// where it is broken rather than slow.
@@ -26,6 +27,62 @@ pub enum KindError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[error("kind config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+}
+
+/// What a kubelet >= v1.35 needs to start on a cgroup v1 host (it refuses
+/// cgroup v1 by default); older kubelets accept the field.
+const CGROUP_V1_PATCH: &str = "kind: KubeletConfiguration\nfailCgroupV1: false\n";
+const CGROUP_V1_NOTE: &str = "host is cgroup v1: kubelet gets failCgroupV1: false";
+
+/// The kind config a cluster is created with on this host: `text` as it is,
+/// or, when `cgroup_v1`, with a `kubeadmConfigPatches` entry setting the
+/// kubelet's `failCgroupV1: false`, appended to the list the config may
+/// already have. kind applies the patch to the init configuration; joining
+/// nodes read the kubelet configuration kubeadm uploaded. The derived config
+/// is JSON, which kind reads like any YAML.
+pub fn kind_config_for_host(text: &str, cgroup_v1: bool) -> Result<String, String> {
+    if !cgroup_v1 {
+        return Ok(text.to_string());
+    }
+    let mut config: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| format!("not YAML kind can read: {e}"))?;
+    let map = config
+        .as_object_mut()
+        .ok_or("the kind config is not a mapping")?;
+    let patches = map
+        .entry("kubeadmConfigPatches")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if patches.is_null() {
+        *patches = serde_json::Value::Array(Vec::new());
+    }
+    patches
+        .as_array_mut()
+        .ok_or("kubeadmConfigPatches is not a list")?
+        .push(CGROUP_V1_PATCH.into());
+    serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
+}
+
+/// `config` as this host needs it: the file itself, or a derived copy in the
+/// temp directory (returned second, for removal) on a cgroup v1 host.
+fn config_for_host(name: &str, config: &Path) -> Result<(PathBuf, Option<PathBuf>), KindError> {
+    if !host_cgroup_v1() {
+        return Ok((config.to_path_buf(), None));
+    }
+    let fail = |reason: String| KindError::Config {
+        path: config.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(config).map_err(|e| fail(e.to_string()))?;
+    let derived = kind_config_for_host(&text, true).map_err(fail)?;
+    let path =
+        std::env::temp_dir().join(format!("svcconf-{name}-{}.kind.json", std::process::id()));
+    std::fs::write(&path, derived).map_err(|e| fail(format!("writing {}: {e}", path.display())))?;
+    static NOTE: Once = Once::new();
+    NOTE.call_once(|| eprintln!("svcconf: {CGROUP_V1_NOTE}"));
+    tracing::info!(cluster = name, "{CGROUP_V1_NOTE}");
+    Ok((path.clone(), Some(path)))
 }
 
 /// The docker network kind puts every cluster's nodes on; kind creates it on
@@ -103,6 +160,7 @@ impl Kind {
             let kubeconfig = std::env::temp_dir()
                 .join(format!("svcconf-{name}-{}.kubeconfig", std::process::id()));
             let kubeconfig_arg = kubeconfig.display().to_string();
+            let (config, derived) = config_for_host(name, config)?;
             let config_arg = config.display().to_string();
             let mut args = vec![
                 "create",
@@ -120,6 +178,9 @@ impl Kind {
             let network_existed = network_exists().await;
             let result = command::run(&self.bin, &args, CREATE_DEADLINE).await;
             let _ = std::fs::remove_file(&kubeconfig);
+            if let Some(derived) = derived {
+                let _ = std::fs::remove_file(derived);
+            }
             if !network_existed && network_exists().await {
                 self.created_network.store(true, Ordering::SeqCst);
             }
@@ -297,5 +358,58 @@ pub async fn proxy_rules(
             )
         }
         Err(e) => format!("{} on {node}: {e}", args[2..].join(" ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs")
+    }
+
+    #[test]
+    fn a_cgroup_v2_host_gets_the_config_unchanged() {
+        let text = std::fs::read_to_string(configs().join("nftables.yaml")).unwrap();
+        assert_eq!(kind_config_for_host(&text, false).unwrap(), text);
+    }
+
+    #[test]
+    fn a_cgroup_v1_host_gets_failcgroupv1_false() {
+        for mode in ["iptables", "nftables", "ipvs"] {
+            let text = std::fs::read_to_string(configs().join(format!("{mode}.yaml"))).unwrap();
+            let original: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+            let derived: serde_json::Value =
+                serde_saphyr::from_str(&kind_config_for_host(&text, true).unwrap()).unwrap();
+            let patches = derived["kubeadmConfigPatches"].as_array().unwrap();
+            assert_eq!(patches.last().unwrap(), CGROUP_V1_PATCH, "{mode}");
+            // Everything else is as it was: an existing patch list is extended.
+            let mut without = derived.clone();
+            let list = without["kubeadmConfigPatches"].as_array_mut().unwrap();
+            list.pop();
+            if original.get("kubeadmConfigPatches").is_none() {
+                assert!(list.is_empty());
+                without
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("kubeadmConfigPatches");
+            }
+            assert_eq!(without, original, "{mode}");
+            assert_eq!(derived["networking"]["kubeProxyMode"], mode);
+        }
+        let ipvs = std::fs::read_to_string(configs().join("ipvs.yaml")).unwrap();
+        let derived = kind_config_for_host(&ipvs, true).unwrap();
+        assert!(derived.contains("strictARP: true"), "{derived}");
+    }
+
+    #[test]
+    fn a_config_it_cannot_extend_is_an_error() {
+        assert!(
+            kind_config_for_host("kind: Cluster\nkubeadmConfigPatches: {a: b}\n", true).is_err()
+        );
+        assert!(kind_config_for_host("- a\n", true).is_err());
+        let empty = kind_config_for_host("kind: Cluster\nkubeadmConfigPatches:\n", true).unwrap();
+        assert!(empty.contains("failCgroupV1"), "{empty}");
     }
 }

@@ -1,7 +1,9 @@
 //! The offline cluster kit's output (`ci/kit/kit build` writes
-//! `$SVCCONF_CACHE/kit.json`): the node image, kind, and the images it built.
-//! When present, svcconf uses it with no flag.
+//! `$SVCCONF_CACHE/kit.json`): the node image of every Kubernetes version it
+//! built, kind, and the images it built. When present, svcconf uses it with
+//! no flag.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -9,9 +11,16 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Kit {
+    /// The kit's default version: versions.env's when built, else the newest built.
     pub kubernetes_version: String,
+    /// The node image of `kubernetes_version`.
     pub node_image: String,
+    /// Every version built whose node image the engine still has, by version
+    /// (`v1.37.2`); older kits have only the default.
+    #[serde(default)]
+    pub node_images: BTreeMap<String, String>,
     pub kind: PathBuf,
+    /// kubectl of the default version.
     #[serde(default)]
     pub kubectl: Option<PathBuf>,
     #[serde(default)]
@@ -52,6 +61,33 @@ pub enum KitError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("unknown Kubernetes version syntax '{0}' (expected v1.MINOR.PATCH, e.g. v1.36.3)")]
+    VersionSyntax(String),
+    #[error("kind node image for {0} is not built; run: SVCCONF_KUBERNETES_VERSION={0} ci/kit/kit build")]
+    NotBuilt(String),
+}
+
+/// `v1.36.3` (a leading `v` added when missing; `-rc.1`-style suffixes
+/// allowed), or `None` when `version` is not a Kubernetes release version.
+pub fn normalize_kubernetes_version(version: &str) -> Option<String> {
+    let v = version.trim();
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let (core, pre) = match v.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (v, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() != 3 || parts[0] != "1" || !parts.iter().all(numeric) {
+        return None;
+    }
+    if let Some(pre) = pre {
+        let (kind, n) = pre.split_once('.')?;
+        if !matches!(kind, "alpha" | "beta" | "rc") || !numeric(&n) {
+            return None;
+        }
+    }
+    Some(format!("v{v}"))
 }
 
 impl Kit {
@@ -82,6 +118,41 @@ impl Kit {
             Err(source) => Err(KitError::Read { path, source }),
         }
     }
+
+    /// The kind node image for Kubernetes `version` (the kit's default when
+    /// `None`); a version the kit has not built is an error naming the
+    /// command that builds it.
+    pub fn node_image_for(&self, version: Option<&str>) -> Result<String, KitError> {
+        let Some(version) = version else {
+            return Ok(self.node_image.clone());
+        };
+        let v = normalize_kubernetes_version(version)
+            .ok_or_else(|| KitError::VersionSyntax(version.to_string()))?;
+        if let Some(image) = self.node_images.get(&v) {
+            return Ok(image.clone());
+        }
+        if v == self.kubernetes_version {
+            return Ok(self.node_image.clone());
+        }
+        Err(KitError::NotBuilt(v))
+    }
+
+    /// Every Kubernetes version the kit has a node image for, oldest first.
+    pub fn versions(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.node_images.keys().cloned().collect();
+        if !all.contains(&self.kubernetes_version) {
+            all.push(self.kubernetes_version.clone());
+        }
+        all.sort_by_key(|v| version_key(v));
+        all
+    }
+}
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -98,5 +169,71 @@ mod tests {
         assert_eq!(kit.images.probe.as_deref(), Some("svcconf/probe:123"));
         assert_eq!(kit.node_image, "svcconf/kind-node:v1.34.4-abc");
         assert!(kit.images.metallb_speaker.is_none());
+        // A kit from before nodeImages: its one version is still found.
+        assert!(kit.node_images.is_empty());
+        assert_eq!(
+            kit.node_image_for(Some("v1.34.4")).unwrap(),
+            "svcconf/kind-node:v1.34.4-abc"
+        );
+        assert_eq!(kit.versions(), ["v1.34.4"]);
+    }
+
+    fn two_version_kit() -> Kit {
+        serde_json::from_str(
+            r#"{"kubernetesVersion":"v1.37.2","nodeImage":"svcconf/kind-node:v1.37.2-k37","kind":"/c/kind",
+                "nodeImages":{"v1.34.4":"svcconf/kind-node:v1.34.4-k34","v1.37.2":"svcconf/kind-node:v1.37.2-k37"},
+                "kubectls":{"v1.34.4":"/c/k8s-v1.34.4-r1/bin/kubectl"},"kubectl":"/c/k8s-v1.37.2-r1/bin/kubectl"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn picks_the_node_image_of_a_built_version() {
+        let kit = two_version_kit();
+        assert_eq!(
+            kit.node_image_for(None).unwrap(),
+            "svcconf/kind-node:v1.37.2-k37"
+        );
+        assert_eq!(
+            kit.node_image_for(Some("v1.34.4")).unwrap(),
+            "svcconf/kind-node:v1.34.4-k34"
+        );
+        assert_eq!(
+            kit.node_image_for(Some("1.37.2")).unwrap(),
+            "svcconf/kind-node:v1.37.2-k37"
+        );
+        assert_eq!(kit.versions(), ["v1.34.4", "v1.37.2"]);
+    }
+
+    #[test]
+    fn an_unbuilt_version_names_the_command_that_builds_it() {
+        let err = two_version_kit()
+            .node_image_for(Some("v1.36.3"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kind node image for v1.36.3 is not built; run: SVCCONF_KUBERNETES_VERSION=v1.36.3 ci/kit/kit build"
+        );
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn a_malformed_version_is_its_own_error() {
+        for bad in [
+            "v1.36",
+            "latest",
+            "v2.0.0",
+            "v1.36.x",
+            "",
+            "v1.36.3-foo.1",
+            "v1.36.3.1",
+        ] {
+            let err = two_version_kit().node_image_for(Some(bad)).unwrap_err();
+            assert!(matches!(err, KitError::VersionSyntax(_)), "{bad}: {err}");
+        }
+        assert_eq!(
+            normalize_kubernetes_version("v1.37.0-rc.1").as_deref(),
+            Some("v1.37.0-rc.1")
+        );
     }
 }

@@ -15,10 +15,15 @@ mod proxy_mode;
 pub use command::CommandError;
 pub use images::NodeImages;
 pub use info::{describe_cluster, wait_cluster_ready};
-pub use kind::{docker_has_image, kind_network_subnet, proxy_rules, Kind, KindCluster, KindError};
-pub use kit::{Kit, KitError, KitImages, KitManifests};
+pub use kind::{
+    docker_has_image, kind_config_for_host, kind_network_subnet, proxy_rules, Kind, KindCluster,
+    KindError,
+};
+pub use kit::{normalize_kubernetes_version, Kit, KitError, KitImages, KitManifests};
 pub use kubeconfig::{connect, error_chain, KubeconfigError, KubeconfigSource};
-pub use preflight::{docker_available, kind_host_warnings, mode_unavailable, PreflightError};
+pub use preflight::{
+    docker_available, host_cgroup_v1, kind_host_warnings, mode_unavailable, PreflightError,
+};
 pub use proxy_mode::{detect_proxy_mode, DetectedMode};
 
 use crate::model::ClusterInfo;

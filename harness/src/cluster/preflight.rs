@@ -73,6 +73,28 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// The host's `/sys/fs/cgroup` is not a cgroup2 filesystem (a cgroup v1 or
+/// hybrid host). kind nodes share the host's cgroups, so a kubelet >= v1.35
+/// there needs `failCgroupV1: false`.
+pub fn host_cgroup_v1() -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    cgroup_v1_from_mounts(&mounts)
+}
+
+/// From a `/proc/self/mounts` text: the last mount at `/sys/fs/cgroup` (the
+/// one in effect) is not of type cgroup2.
+fn cgroup_v1_from_mounts(mounts: &str) -> bool {
+    let fstype = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, point, fstype) = (f.next()?, f.next()?, f.next()?);
+            (point == "/sys/fs/cgroup").then_some(fstype)
+        })
+        .last();
+    fstype != Some("cgroup2")
+}
+
 /// Docker is on PATH and its engine answers.
 pub async fn docker_available() -> Result<PathBuf, PreflightError> {
     let docker = command::which("docker").ok_or(PreflightError::DockerMissing)?;
@@ -144,6 +166,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mode_unavailable_at(ProxyMode::Ipvs, root.path()), None);
+    }
+
+    #[test]
+    fn cgroup_version_from_the_mount_at_sys_fs_cgroup() {
+        // This project's machines: v1 controllers, cgroup2 only at unified.
+        let v1 = "tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0\n\
+                  cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n\
+                  cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+        assert!(cgroup_v1_from_mounts(v1));
+        let v2 = "proc /proc proc rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n";
+        assert!(!cgroup_v1_from_mounts(v2));
+        // Mounted over: the last one counts.
+        assert!(cgroup_v1_from_mounts(&format!(
+            "{v2}tmpfs /sys/fs/cgroup tmpfs rw 0 0\n"
+        )));
     }
 
     #[test]
