@@ -1,28 +1,36 @@
-//! The project on disk: case declarations under `suites/cases/`, fixtures
-//! under `fixtures/`, kind configs under `kind-configs/`. Loading checks every
-//! case and every fixture it names before anything touches a cluster, so a
-//! malformed file is one clear error up front.
+//! The catalog: case declarations (`cases/<suite>/<case>.yaml`), fixtures
+//! (`fixtures/`) and kind configs (`kind-configs/`). The project's own are
+//! compiled into the binary (build.rs), so an installed `svcconf` or
+//! `kubectl svcconf` needs no checkout; `--cases DIR` lays a user's files
+//! over them. Loading checks every case and every fixture it names before
+//! anything touches a cluster, so a malformed file is one clear error up front.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::kube::manifest::{self, ManifestError};
 use crate::model::{Case, CaseError, Catalog, ProxyMode};
 
+/// Every file of the project's own catalog: (`cases/...`, `fixtures/...`,
+/// `kind-configs/...`, contents).
+const BUILT_IN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot find the svcconf project (a directory with fixtures/ and suites/cases/); looked in {0}")]
-    NotFound(String),
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a case declaration")]
+    #[error("--cases {0}: not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{origin}: not a case declaration")]
     Case {
-        path: PathBuf,
+        origin: String,
         #[source]
         source: Box<serde_saphyr::Error>,
     },
@@ -30,105 +38,139 @@ pub enum CatalogError {
     Invalid(#[from] CaseError),
     #[error(transparent)]
     Fixture(#[from] ManifestError),
-    #[error("case {case:?} names fixture {fixture:?}, which is not in {dir}")]
-    MissingFixture {
-        case: String,
-        fixture: String,
-        dir: PathBuf,
-    },
+    #[error("case {case:?} names fixture {fixture:?}, which is neither built in nor in --cases' fixtures/")]
+    MissingFixture { case: String, fixture: String },
+    #[error("no kind config for {0} (kind-configs/{0}.yaml)")]
+    NoKindConfig(ProxyMode),
 }
 
-/// Where the project's files are.
+/// One file of the catalog and where it came from, for error messages.
+#[derive(Debug, Clone)]
+struct File {
+    origin: String,
+    text: String,
+}
+
+/// The catalog's files: the built-in ones, with a user's laid over them.
 #[derive(Debug, Clone)]
 pub struct Project {
-    root: PathBuf,
+    /// Keyed `fixtures/<path>` and `kind-configs/<mode>.yaml`.
+    files: Arc<BTreeMap<String, File>>,
+    /// Built-in cases, then the user's, in that order (a user case replaces
+    /// the built-in one of the same name).
+    cases: Arc<Vec<File>>,
 }
 
 impl Project {
-    /// Uses `root` when given; else the nearest directory at or above the
-    /// current one that holds `fixtures/` and `suites/cases/`; else the
-    /// source tree this binary was built from.
-    pub fn discover(root: Option<&Path>) -> Result<Self, CatalogError> {
-        let is_project = |p: &Path| p.join("fixtures").is_dir() && p.join("suites/cases").is_dir();
-        if let Some(root) = root {
-            return if is_project(root) {
-                Ok(Project {
-                    root: root.to_path_buf(),
-                })
-            } else {
-                Err(CatalogError::NotFound(root.display().to_string()))
+    /// The catalog compiled into this binary.
+    pub fn built_in() -> Self {
+        let mut files = BTreeMap::new();
+        let mut cases = Vec::new();
+        for (key, text) in BUILT_IN {
+            let file = File {
+                origin: format!("built-in {key}"),
+                text: (*text).to_string(),
             };
+            if key.starts_with("cases/") {
+                cases.push(file);
+            } else {
+                files.insert((*key).to_string(), file);
+            }
         }
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        if let Some(found) = cwd.ancestors().find(|p| is_project(p)) {
-            return Ok(Project {
-                root: found.to_path_buf(),
-            });
+        Project {
+            files: Arc::new(files),
+            cases: Arc::new(cases),
         }
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        if is_project(&built) {
-            return Ok(Project { root: built });
+    }
+
+    /// Lays the YAML files under `dir` over this catalog: those under
+    /// `dir/fixtures/` are fixtures (a path the built-in catalog has too is
+    /// replaced), every other one a case declaration (a case of a built-in
+    /// name replaces that case).
+    pub fn with_cases_dir(mut self, dir: &Path) -> Result<Self, CatalogError> {
+        if !dir.is_dir() {
+            return Err(CatalogError::NotADirectory(dir.to_path_buf()));
         }
-        Err(CatalogError::NotFound(format!(
-            "{} and its parents, and {}",
-            cwd.display(),
-            built.display()
-        )))
+        let mut paths = Vec::new();
+        collect_yaml(dir, &mut paths)?;
+        paths.sort();
+        let fixtures = dir.join("fixtures");
+        let files = Arc::make_mut(&mut self.files);
+        let cases = Arc::make_mut(&mut self.cases);
+        for path in paths {
+            let file = File {
+                origin: path.display().to_string(),
+                text: read(&path)?,
+            };
+            match path.strip_prefix(&fixtures) {
+                Ok(rel) => {
+                    files.insert(format!("fixtures/{}", rel.display()), file);
+                }
+                Err(_) => cases.push(file),
+            }
+        }
+        Ok(self)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// A file of the catalog by key (`fixtures/metallb/pin.yaml`).
+    pub fn file(&self, key: &str) -> Option<&str> {
+        self.files.get(key).map(|f| f.text.as_str())
     }
 
-    pub fn fixtures_dir(&self) -> PathBuf {
-        self.root.join("fixtures")
-    }
-
-    pub fn cases_dir(&self) -> PathBuf {
-        self.root.join("suites/cases")
-    }
-
-    pub fn kind_config(&self, mode: ProxyMode) -> PathBuf {
-        self.root.join("kind-configs").join(format!("{mode}.yaml"))
+    /// `kind-configs/<mode>.yaml`: one control plane and two workers.
+    pub fn kind_config(&self, mode: ProxyMode) -> Result<&str, CatalogError> {
+        self.file(&format!("kind-configs/{mode}.yaml"))
+            .ok_or(CatalogError::NoKindConfig(mode))
     }
 
     /// Loads and checks every case, and every fixture the cases name.
     pub fn load_catalog(&self) -> Result<Catalog, CatalogError> {
-        let mut files = Vec::new();
-        collect_yaml(&self.cases_dir(), &mut files)?;
-        files.sort();
-        let mut cases = Vec::new();
-        for path in files {
-            let text = read(&path)?;
+        let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+        let mut cases: Vec<(String, Case)> = Vec::new();
+        let built_in = self
+            .cases
+            .iter()
+            .filter(|f| f.origin.starts_with("built-in "))
+            .count();
+        for (i, file) in self.cases.iter().enumerate() {
             let case: Case =
-                serde_saphyr::from_str(&text).map_err(|source| CatalogError::Case {
-                    path: path.clone(),
+                serde_saphyr::from_str(&file.text).map_err(|source| CatalogError::Case {
+                    origin: file.origin.clone(),
                     source: Box::new(source),
                 })?;
             for fixture in &case.fixtures {
                 self.load_fixture(&case.name, fixture)?;
             }
-            cases.push((path.display().to_string(), case));
+            match by_name.get(&case.name) {
+                // A user's case replaces the built-in one of its name.
+                Some(&at) if i >= built_in && at < built_in => {
+                    cases[at] = (file.origin.clone(), case);
+                    // A second user case of that name is a duplicate.
+                    by_name.insert(cases[at].1.name.clone(), usize::MAX);
+                }
+                _ => {
+                    by_name.insert(case.name.clone(), cases.len());
+                    cases.push((file.origin.clone(), case));
+                }
+            }
         }
         Ok(Catalog::new(cases)?)
     }
 
     /// Reads one fixture file (relative to `fixtures/`) into its objects.
     pub fn load_fixture(&self, case: &str, fixture: &str) -> Result<Vec<Value>, CatalogError> {
-        let dir = self.fixtures_dir();
-        let path = dir.join(fixture);
-        // A fixture path must stay inside fixtures/.
-        if fixture.contains("..") || !path.is_file() {
-            return Err(CatalogError::MissingFixture {
+        let file = self
+            .files
+            .get(&format!("fixtures/{fixture}"))
+            .ok_or_else(|| CatalogError::MissingFixture {
                 case: case.to_string(),
                 fixture: fixture.to_string(),
-                dir,
-            });
-        }
-        Ok(manifest::parse_documents(
-            &format!("fixtures/{fixture}"),
-            &read(&path)?,
-        )?)
+            })?;
+        let origin = file
+            .origin
+            .strip_prefix("built-in ")
+            .unwrap_or(&file.origin);
+        Ok(manifest::parse_documents(origin, &file.text)?)
     }
 }
 
@@ -161,4 +203,82 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CatalogError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_catalog_has_cases_fixtures_and_kind_configs() {
+        let project = Project::built_in();
+        let catalog = project.load_catalog().unwrap();
+        assert!(catalog.get("clusterip-basic").is_some());
+        assert!(project.file("fixtures/metallb/pin.yaml").is_some());
+        for mode in ProxyMode::ALL {
+            assert!(project.kind_config(mode).unwrap().contains("kind: Cluster"));
+        }
+    }
+
+    #[test]
+    fn a_cases_dir_adds_and_replaces_cases_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let basic = Project::built_in()
+            .load_catalog()
+            .unwrap()
+            .get("clusterip-basic")
+            .cloned()
+            .unwrap();
+        let mut mine = serde_json::to_value(&basic).unwrap();
+        mine["description"] = "my own clusterip-basic".into();
+        mine["fixtures"] = serde_json::json!(["mine/web.yaml"]);
+        std::fs::create_dir_all(dir.path().join("fixtures/mine")).unwrap();
+        std::fs::write(
+            dir.path().join("fixtures/mine/web.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("basic.yaml"),
+            serde_json::to_string(&mine).unwrap(),
+        )
+        .unwrap();
+        let mut extra = mine.clone();
+        extra["name"] = "my-extra".into();
+        std::fs::write(
+            dir.path().join("extra.yaml"),
+            serde_json::to_string(&extra).unwrap(),
+        )
+        .unwrap();
+        let built_in = Project::built_in().load_catalog().unwrap().cases().len();
+        let catalog = Project::built_in()
+            .with_cases_dir(dir.path())
+            .unwrap()
+            .load_catalog()
+            .unwrap();
+        assert_eq!(catalog.cases().len(), built_in + 1);
+        assert_eq!(
+            catalog.get("clusterip-basic").unwrap().description,
+            "my own clusterip-basic"
+        );
+        assert!(catalog.get("my-extra").is_some());
+    }
+
+    #[test]
+    fn a_malformed_user_case_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.yaml");
+        std::fs::write(&path, "name: x\nsuite: [not, a, string]\n").unwrap();
+        let err = Project::built_in()
+            .with_cases_dir(dir.path())
+            .unwrap()
+            .load_catalog()
+            .unwrap_err();
+        assert!(
+            crate::cluster::error_chain(&err).contains(&path.display().to_string()),
+            "{err}"
+        );
+        let missing = Project::built_in().with_cases_dir(&dir.path().join("nope"));
+        assert!(matches!(missing, Err(CatalogError::NotADirectory(_))));
+    }
 }

@@ -1,5 +1,5 @@
 //! The one top-level error of the CLI: everything that stops a run before a
-//! verdict (bad input or infrastructure), each mapped to exit code 2.
+//! verdict (bad input or infrastructure), and the documented exit codes.
 
 use crate::catalog::CatalogError;
 use crate::cluster::{KindError, KitError, KubeconfigError, PreflightError};
@@ -22,6 +22,8 @@ pub enum Error {
     Kubeconfig(#[from] KubeconfigError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Cluster(#[from] crate::runner::ClusterError),
     #[error("{0}")]
     BadInput(String),
     #[error("cannot read {path}")]
@@ -32,10 +34,32 @@ pub enum Error {
     },
 }
 
+/// How `svcconf` (and `kubectl svcconf`) exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Every case run passed (or was skipped because a mode in the default
+    /// set cannot run here).
+    Passed = 0,
+    /// A case failed, or had no result.
+    Failed = 1,
+    /// Bad input or infrastructure: a flag, kubeconfig, context, case file,
+    /// unreachable API server, missing docker, a mode asked for by name that
+    /// cannot run here, a cluster that could not be brought up.
+    BadInput = 2,
+    /// Ctrl-C or SIGTERM; what the run created is removed, reports written.
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
 impl Error {
-    /// Bad input and broken infrastructure both exit 2 (1 is for cases
-    /// that failed, 0 for a clean run).
-    pub fn exit_code(&self) -> u8 {
-        2
+    /// Every [`Error`] is bad input or infrastructure.
+    pub fn exit(&self) -> Exit {
+        Exit::BadInput
     }
 }

@@ -22,9 +22,10 @@
 //! use svcconf_harness::model::{ProxyMode, Variant};
 //! use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines, Provider};
 //!
-//! let project = Project::discover(None)?;
+//! let project = Project::built_in();
 //! let catalog = project.load_catalog()?;
-//! let clusters = Clusters::new(Provider::Kubeconfig(Default::default()), Deadlines::default());
+//! let provider = Provider::Kubeconfig { source: Default::default(), kind: None, preload: vec![] };
+//! let clusters = Clusters::new(provider, Deadlines::default());
 //! let cluster = clusters.bring_up(ProxyMode::Iptables, &|line| eprintln!("{line}")).await?;
 //! let fixtures = Arc::new(Fixtures::new(project, ImageMap::default()));
 //! let runner = CaseRunner::new(cluster, fixtures, "demo1".into(), Deadlines::default());
@@ -34,6 +35,8 @@
 //! ```
 
 pub mod catalog;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod fixture;
@@ -46,4 +49,4 @@ pub mod runner;
 pub mod steps;
 pub mod verdict;
 
-pub use error::Error;
+pub use error::{Error, Exit};

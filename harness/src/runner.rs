@@ -11,6 +11,7 @@ use futures::future::join_all;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Mutex, OnceCell, RwLock};
 
+use crate::catalog::{CatalogError, Project};
 use crate::cluster::metallb::{self, Installed, Metallb, MetallbSource};
 use crate::cluster::{
     self, Cluster, Kind, KindError, KubeconfigError, KubeconfigSource, NodeImages, PreflightError,
@@ -46,6 +47,26 @@ pub struct Deadlines {
 
 /// Between two attempts of a case's checks.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often reporters hear [`Event::Tick`] while cases run.
+const TICK: Duration = Duration::from_secs(5);
+/// `kind export logs` of a 3-node cluster.
+const LOGS_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Ctrl-C or SIGTERM (what `timeout`, CI runners and the kubelet send),
+/// whichever comes first, named for the terminal.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+            _ = term.recv() => "terminated (SIGTERM)",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupted (Ctrl-C)"
+        }
+    }
+}
 
 impl Default for Deadlines {
     fn default() -> Self {
@@ -68,11 +89,18 @@ pub enum Provider {
         node_image: Option<String>,
         /// Local images to load into every node.
         preload: Vec<String>,
-        /// Where `kind-configs/<mode>.yaml` live.
-        configs: PathBuf,
+        /// The catalog, whose `kind-configs/<mode>.yaml` make the clusters.
+        configs: Project,
     },
     /// The cluster a kubeconfig points at, whatever mode it runs.
-    Kubeconfig(KubeconfigSource),
+    Kubeconfig {
+        source: KubeconfigSource,
+        /// When the cluster turns out to be a kind cluster on this host:
+        /// kind, to load images into its nodes as on a cluster svcconf made.
+        kind: Option<Kind>,
+        /// Local images to load into such a cluster's nodes.
+        preload: Vec<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +115,14 @@ pub enum ClusterError {
     Api(#[from] kube::Error),
     #[error("cluster not ready")]
     Wait(#[from] WaitError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot write the kind config {path}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cluster {cluster} runs kube-proxy in {detected}, not {wanted}")]
     ModeMismatch {
         cluster: String,
@@ -158,9 +194,18 @@ impl Clusters {
                         node_image.as_deref().unwrap_or("kind's default")
                     ));
                 }
-                let config = configs.join(format!("{mode}.yaml"));
+                let config_text = configs.kind_config(mode)?;
+                // kind reads its config from a file.
+                let config = std::env::temp_dir()
+                    .join(format!("svcconf-{name}-{}.kind.yaml", std::process::id()));
+                std::fs::write(&config, config_text).map_err(|source| ClusterError::Config {
+                    path: config.clone(),
+                    source,
+                })?;
                 let started = Instant::now();
-                let kc = kind.ensure(&name, &config, node_image.as_deref()).await?;
+                let ensured = kind.ensure(&name, &config, node_image.as_deref()).await;
+                let _ = std::fs::remove_file(&config);
+                let kc = ensured?;
                 if kc.created {
                     progress(format!(
                         "created {name} in {:.0}s",
@@ -174,7 +219,7 @@ impl Clusters {
                     progress(format!("loading {} into {name}", preload.join(", ")));
                     kind.load_images(&name, preload).await?;
                 }
-                let nodes = kind_config_nodes(&config);
+                let nodes = kind_config_nodes(config_text);
                 progress(format!(
                     "waiting for {nodes} nodes Ready, kube-proxy and CoreDNS in {name}"
                 ));
@@ -193,7 +238,11 @@ impl Clusters {
                     installed: Arc::default(),
                 })
             }
-            Provider::Kubeconfig(source) => {
+            Provider::Kubeconfig {
+                source,
+                kind,
+                preload,
+            } => {
                 let client = source.connect().await?;
                 let installed: Arc<Installed> = Arc::default();
                 self.tracked.lock().await.push(Tracked {
@@ -203,20 +252,61 @@ impl Clusters {
                     client: Some(client.clone()),
                     installed: Some(installed.clone()),
                 });
-                let name = source
-                    .context
-                    .clone()
-                    .unwrap_or_else(|| "current-context".into());
+                let name = source.name();
                 let info = cluster::describe_cluster(&client, mode, &name, "kubeconfig").await?;
                 check_mode(&info.name, mode, info.detected_mode.as_deref())?;
+                // A kind cluster on this host gets its images as one svcconf made.
+                let docker = crate::cluster::command::which("docker");
+                let mut node_images = None;
+                if let (Some(kind), Some(docker)) = (kind, &docker) {
+                    if let Some(kind_name) = cluster::kind_cluster_name(&client).await {
+                        if kind.clusters().await?.contains(&kind_name) {
+                            self.remember_kind_name(mode, &kind_name).await;
+                            let mut here = Vec::new();
+                            for image in preload {
+                                if cluster::docker_has_image(docker, image).await {
+                                    here.push(image.clone());
+                                }
+                            }
+                            if !here.is_empty() {
+                                progress(format!(
+                                    "{name} is kind cluster {kind_name}: loading {}",
+                                    here.join(", ")
+                                ));
+                                kind.load_images(&kind_name, &here).await?;
+                            }
+                            let workers = crate::kube::nodes::schedulable(&client).await?;
+                            node_images = Some(NodeImages::new(
+                                kind.clone(),
+                                kind_name,
+                                docker.clone(),
+                                workers,
+                                &here,
+                            ));
+                        }
+                    }
+                }
                 Ok(Cluster {
                     client,
                     info,
-                    docker: None,
-                    node_images: None,
+                    docker: node_images.as_ref().and(docker),
+                    node_images,
                     installed,
                 })
             }
+        }
+    }
+
+    /// A kubeconfig cluster that turned out to be kind: its logs can be exported.
+    async fn remember_kind_name(&self, mode: ProxyMode, name: &str) {
+        if let Some(t) = self
+            .tracked
+            .lock()
+            .await
+            .iter_mut()
+            .find(|t| t.mode == mode)
+        {
+            t.kind_name = Some(name.to_string());
         }
     }
 
@@ -233,10 +323,35 @@ impl Clusters {
     }
 
     /// Deletes the run's namespaces on every cluster, then the kind clusters
-    /// the run created (unless `keep`). Returns what it did, for the terminal.
-    pub async fn tear_down(&self, run_id: &str, keep: bool) -> Vec<String> {
+    /// the run created (unless `keep`); with `logs`, first exports each kind
+    /// cluster's logs there (`<logs>/<mode>`). Returns what it did, for the
+    /// terminal.
+    pub async fn tear_down(
+        &self,
+        run_id: &str,
+        keep: bool,
+        logs: Option<&std::path::Path>,
+    ) -> Vec<String> {
         let mut done = Vec::new();
         let tracked: Vec<Tracked> = std::mem::take(&mut *self.tracked.lock().await);
+        let kind = match &self.provider {
+            Provider::Kind { kind, .. } => Some(kind),
+            Provider::Kubeconfig { kind, .. } => kind.as_ref(),
+        };
+        if let (Some(dir), Some(kind)) = (logs, kind) {
+            for t in &tracked {
+                let Some(name) = &t.kind_name else { continue };
+                let to = dir.join(t.mode.as_str());
+                let to_arg = to.display().to_string();
+                let args = ["export", "logs", &to_arg, "--name", name];
+                done.push(
+                    match crate::cluster::command::run(kind.bin(), &args, LOGS_DEADLINE).await {
+                        Ok(_) => format!("{}: exported the logs of {name} to {to_arg}", t.mode),
+                        Err(e) => format!("{}: could not export the logs of {name}: {e}", t.mode),
+                    },
+                );
+            }
+        }
         let namespaces = tracked
             .iter()
             .filter_map(|t| t.client.clone().map(|c| (t.mode, c)))
@@ -307,10 +422,9 @@ fn check_mode(
 }
 
 /// Nodes a kind config declares (one control plane when it says nothing).
-fn kind_config_nodes(config: &std::path::Path) -> usize {
-    std::fs::read_to_string(config)
+fn kind_config_nodes(config: &str) -> usize {
+    serde_saphyr::from_str::<serde_json::Value>(config)
         .ok()
-        .and_then(|t| serde_saphyr::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.get("nodes").and_then(|n| n.as_array()).map(Vec::len))
         .filter(|n| *n > 0)
         .unwrap_or(1)
@@ -329,7 +443,16 @@ pub struct CaseRunner {
     /// Held shared by every case run, and exclusively by a run whose
     /// sabotage breaks what all share.
     exclusive: RwLock<()>,
+    /// Hears each case's phases (live view, heartbeats).
+    phases: PhaseSink,
+    /// What each running case (by namespace) must undo when it ends: kept
+    /// here, not in the case's future, so a run cancelled mid-case (Ctrl-C,
+    /// SIGTERM) still puts node addresses and shared objects back.
+    pending: Mutex<std::collections::BTreeMap<String, Vec<steps::Undo>>>,
 }
+
+/// Where a running case says which phase it is in.
+pub type PhaseSink = Arc<dyn Fn(&CaseKey, String) + Send + Sync>;
 
 impl CaseRunner {
     pub fn new(
@@ -356,7 +479,39 @@ impl CaseRunner {
             metallb_source,
             metallb: OnceCell::new(),
             exclusive: RwLock::new(()),
+            phases: Arc::new(|_, _| {}),
+            pending: Mutex::default(),
         }
+    }
+
+    async fn defer(&self, namespace: &str, undo: Option<steps::Undo>) {
+        if let Some(u) = undo {
+            self.pending
+                .lock()
+                .await
+                .entry(namespace.to_string())
+                .or_default()
+                .push(u);
+        }
+    }
+
+    /// Undoes what cases that never finished (a cancelled run) left done,
+    /// newest first; the lines say what happened.
+    pub async fn undo_unfinished(&self) -> Vec<String> {
+        let pending = std::mem::take(&mut *self.pending.lock().await);
+        let mut done = Vec::new();
+        for (ns, undo) in pending {
+            for u in undo.iter().rev() {
+                done.push(format!("{ns}: {}", u.run(&self.applier, &ns).await));
+            }
+        }
+        done
+    }
+
+    /// Sends every case's phases to `sink`.
+    pub fn with_phases(mut self, sink: PhaseSink) -> Self {
+        self.phases = sink;
+        self
     }
 
     /// Where MetalLB's manifest and addresses come from (`--metallb-manifest`,
@@ -382,7 +537,7 @@ impl CaseRunner {
                     source.addresses =
                         Some(metallb::AddressRange::for_kind_network(&subnet, mode)?);
                 }
-                let pin = metallb::Pin::load(self.fixtures.project().root())
+                let pin = metallb::Pin::load(self.fixtures.project())
                     .map_err(|e| cluster_error_chain(&e))?;
                 let progress = |line: String| tracing::info!(%mode, "{line}");
                 metallb::install(
@@ -421,10 +576,12 @@ impl CaseRunner {
             (Some(self.exclusive.read().await), None)
         };
         let started = Instant::now();
+        let phase = |p: String| (self.phases)(&key, p);
         let mut evidence = Vec::new();
         if exclusive {
             evidence.push("ran alone: its sabotage breaks what every case shares".into());
         }
+        phase("creating its namespace".into());
         let client = &self.cluster.client;
         let pod_security = case.pod_security.as_str();
         let created = namespace::create(client, &case.name, &self.run_id, pod_security).await;
@@ -437,10 +594,11 @@ impl CaseRunner {
             ),
             Ok(ns) => {
                 let jig = Jig::new(client.clone(), ns.clone());
-                let mut undo = Vec::new();
                 let outcome = self
-                    .run_in(&jig, case, variant, &mut evidence, &mut undo)
+                    .run_in(&jig, case, variant, &phase, &mut evidence)
                     .await;
+                phase("tearing down".into());
+                let undo = self.pending.lock().await.remove(&ns).unwrap_or_default();
                 for u in undo.iter().rev() {
                     evidence.push(format!("teardown: {}", u.run(&self.applier, &ns).await));
                 }
@@ -475,8 +633,8 @@ impl CaseRunner {
         jig: &Jig,
         case: &Case,
         variant: Variant,
+        phase: &(dyn Fn(String) + Sync),
         evidence: &mut Vec<String>,
-        undo: &mut Vec<steps::Undo>,
     ) -> CaseOutcome {
         let error = |message: String| CaseOutcome::Error { message };
         let setup_started = Instant::now();
@@ -485,6 +643,7 @@ impl CaseRunner {
             Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
         };
         if case.needs.contains(&Addon::Metallb) {
+            phase("waiting for MetalLB".into());
             let lb = match self.metallb().await {
                 Ok(lb) => lb,
                 Err(e) => return error(format!("{}: {e}", Addon::Metallb)),
@@ -504,6 +663,10 @@ impl CaseRunner {
         }
         if let Some(nodes) = &self.cluster.node_images {
             let images: Vec<String> = objects.iter().flat_map(manifest::images).collect();
+            phase(format!(
+                "loading images into the nodes: {}",
+                images.join(", ")
+            ));
             let started = Instant::now();
             match nodes.ensure(&images, false).await {
                 Ok(loaded) if !loaded.is_empty() => evidence.push(format!(
@@ -524,6 +687,7 @@ impl CaseRunner {
             .iter()
             .map(|o| steps::render_json(o, &facts))
             .collect();
+        phase(format!("applying {} objects", objects.len()));
         for object in &objects {
             if let Err(e) = self.applier.apply(&jig.namespace, object).await {
                 return error(format!("apply: {}", cluster_error_chain(&e)));
@@ -535,6 +699,7 @@ impl CaseRunner {
         }
         ready.extend(case.ready.iter().cloned());
         let waited = Instant::now();
+        phase(waiting_for(&ready));
         if let Err(message) = self.wait_all(jig, &ready).await {
             return error(message);
         }
@@ -550,6 +715,7 @@ impl CaseRunner {
             // be credited to the sabotage.
             if !case.checks.is_empty() {
                 let mut baseline = Vec::new();
+                phase("checks before the sabotage".into());
                 match self
                     .checks_until(jig, &case.checks, true, &mut baseline)
                     .await
@@ -567,17 +733,22 @@ impl CaseRunner {
                 }
             }
             evidence.push(format!("sabotage: {}", case.sabotage.description));
+            phase(format!("sabotage: {}", case.sabotage.description));
             let patch = case.sabotage.patch.clone().map(Action::Patch);
             let images = self.fixtures.image_map();
             for action in patch.iter().chain(&case.sabotage.actions) {
                 match steps::perform(jig, &self.applier, images, action).await {
                     Ok((done, to_undo)) => {
                         evidence.push(format!("sabotage: {done}"));
-                        undo.extend(to_undo);
+                        self.defer(&jig.namespace, to_undo).await;
                     }
                     Err(message) => return error(format!("sabotage: {message}")),
                 }
             }
+            phase(format!(
+                "sabotage settling: {}",
+                waiting_for(&case.sabotage.settle)
+            ));
             if let Err(message) = self.wait_all(jig, &case.sabotage.settle).await {
                 return error(format!("sabotage did not settle: {message}"));
             }
@@ -587,6 +758,14 @@ impl CaseRunner {
         // checks until they pass. A sabotage that only shows in a step thus
         // costs the propagation deadline before the steps start.
         if !case.checks.is_empty() {
+            phase(format!(
+                "checks ({})",
+                case.checks
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             let outcome = self
                 .checks_until(jig, &case.checks, variant == Variant::Plain, evidence)
                 .await;
@@ -595,12 +774,13 @@ impl CaseRunner {
             }
         }
         for step in &case.steps {
+            phase(format!("step {}", step.name));
             for action in &step.actions {
                 let images = self.fixtures.image_map();
                 match steps::perform(jig, &self.applier, images, action).await {
                     Ok((done, to_undo)) => {
                         evidence.push(format!("step {}: {done}", step.name));
-                        undo.extend(to_undo);
+                        self.defer(&jig.namespace, to_undo).await;
                     }
                     Err(message) => return error(format!("step {}: {message}", step.name)),
                 }
@@ -896,6 +1076,12 @@ impl CaseRunner {
     }
 }
 
+/// `waiting for A, B`: a phase naming every readiness.
+fn waiting_for(ready: &[Readiness]) -> String {
+    let what: Vec<String> = ready.iter().map(Readiness::describe).collect();
+    format!("waiting for {}", what.join(", "))
+}
+
 /// The test's outcome from the case's: a sabotaged run passes exactly when
 /// the case failed (an error is still an error: no evidence either way).
 fn variant_outcome(
@@ -942,6 +1128,8 @@ pub struct RunPlan {
     pub keep_clusters: bool,
     /// `--metallb-manifest`, `--lb-addresses`.
     pub metallb: MetallbSource,
+    /// Where a failed run exports its kind clusters' logs.
+    pub logs_dir: Option<PathBuf>,
 }
 
 impl RunPlan {
@@ -963,7 +1151,7 @@ impl RunPlan {
     }
 }
 
-/// How a run ended, for the exit code.
+/// How a run ended; [`RunStatus::exit`] is its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
     /// Every run case passed or was skipped.
@@ -973,6 +1161,17 @@ pub enum RunStatus {
     /// A cluster could not be brought up.
     Infrastructure,
     Interrupted,
+}
+
+impl RunStatus {
+    pub fn exit(self) -> crate::Exit {
+        match self {
+            RunStatus::Passed => crate::Exit::Passed,
+            RunStatus::Failed => crate::Exit::Failed,
+            RunStatus::Infrastructure => crate::Exit::BadInput,
+            RunStatus::Interrupted => crate::Exit::Interrupted,
+        }
+    }
 }
 
 /// Runs `plan`, mode after mode (one cluster at a time on a small machine),
@@ -996,6 +1195,8 @@ pub async fn run(
     });
     let failed = std::sync::atomic::AtomicBool::new(false);
     let infra = std::sync::atomic::AtomicBool::new(false);
+    // Outlive `work`, so a cancelled run can undo its unfinished cases.
+    let runners: Mutex<Vec<Arc<CaseRunner>>> = Mutex::default();
     let work = async {
         for &mode in &plan.modes {
             if let Some(reason) = cluster::mode_unavailable(mode)
@@ -1026,16 +1227,25 @@ pub async fn run(
                 cluster: cluster.info.clone(),
                 seconds: mode_started.elapsed().as_secs_f64(),
             });
-            let runner =
+            let phases = events.clone();
+            let runner = Arc::new(
                 CaseRunner::new(cluster, fixtures.clone(), run_id.clone(), deadlines.clone())
-                    .with_metallb(plan.metallb.clone());
+                    .with_metallb(plan.metallb.clone())
+                    .with_phases(Arc::new(move |key: &CaseKey, phase: String| {
+                        let _ = phases.send(Event::CasePhase {
+                            key: key.clone(),
+                            phase,
+                        });
+                    })),
+            );
+            runners.lock().await.push(runner.clone());
             let runs: Vec<(&Case, Variant)> = plan
                 .cases
                 .iter()
                 .flat_map(|c| plan.variants.iter().map(move |v| (c, *v)))
                 .collect();
             let mut results = futures::stream::iter(runs.into_iter().map(|(case, variant)| {
-                let runner = &runner;
+                let runner = &*runner;
                 let send = &send;
                 async move {
                     send(Event::CaseStarted {
@@ -1058,17 +1268,37 @@ pub async fn run(
             }
         }
     };
+    let ticks = async {
+        let mut every = tokio::time::interval(TICK);
+        loop {
+            every.tick().await;
+            send(Event::Tick);
+        }
+    };
     let interrupted = tokio::select! {
         _ = work => false,
         _ = cancel.wait_for(|c| *c) => true,
+        _ = ticks => unreachable!("ticks never end"),
     };
     if interrupted {
         send(Event::Progress {
             mode: None,
             message: "interrupted: cleaning up".into(),
         });
+        for runner in runners.lock().await.iter() {
+            for line in runner.undo_unfinished().await {
+                send(Event::Progress {
+                    mode: Some(runner.cluster.info.mode),
+                    message: format!("undid {line}"),
+                });
+            }
+        }
     }
-    for line in clusters.tear_down(&run_id, plan.keep_clusters).await {
+    let broken = interrupted
+        || infra.load(std::sync::atomic::Ordering::Relaxed)
+        || failed.load(std::sync::atomic::Ordering::Relaxed);
+    let logs = plan.logs_dir.as_deref().filter(|_| broken);
+    for line in clusters.tear_down(&run_id, plan.keep_clusters, logs).await {
         send(Event::Progress {
             mode: None,
             message: line,
@@ -1157,14 +1387,14 @@ mod tests {
 
     #[test]
     fn counts_kind_config_nodes() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs");
+        let project = Project::built_in();
         for mode in ProxyMode::ALL {
             assert_eq!(
-                kind_config_nodes(&root.join(format!("{mode}.yaml"))),
+                kind_config_nodes(project.kind_config(mode).unwrap()),
                 3,
                 "{mode}"
             );
         }
-        assert_eq!(kind_config_nodes(std::path::Path::new("/nonexistent")), 1);
+        assert_eq!(kind_config_nodes("kind: Cluster"), 1);
     }
 }

@@ -260,7 +260,14 @@ async fn setup() -> Result<Setup, String> {
             }
         };
         return Ok(Setup {
-            clusters: Clusters::new(Provider::Kubeconfig(source), Deadlines::default()),
+            clusters: Clusters::new(
+                Provider::Kubeconfig {
+                    source,
+                    kind: None,
+                    preload: Vec::new(),
+                },
+                Deadlines::default(),
+            ),
             fixtures,
             modes,
             kubeconfig: true,
@@ -410,7 +417,7 @@ fn main() -> ExitCode {
         // went after it; those of an interrupted run (the current mode's run
         // id) go now.
         let last = run_ids.last().cloned().unwrap_or_default();
-        for line in setup.clusters.tear_down(&last, true).await {
+        for line in setup.clusters.tear_down(&last, true, None).await {
             eprintln!("{line}");
         }
         if interrupted {

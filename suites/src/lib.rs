@@ -16,9 +16,9 @@ use svcconf_harness::kube::manifest::ImageMap;
 use svcconf_harness::model::Catalog;
 use svcconf_harness::runner::Provider;
 
-/// The project this crate lives in.
+/// The catalog these cases are compiled into.
 pub fn project() -> Result<Project, CatalogError> {
-    Project::discover(Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")))
+    Ok(Project::built_in())
 }
 
 /// Every case, validated.
@@ -70,7 +70,7 @@ pub async fn kind_provider(
         kind,
         node_image,
         preload,
-        configs: project.root().join("kind-configs"),
+        configs: project.clone(),
     })
 }
 

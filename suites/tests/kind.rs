@@ -24,7 +24,7 @@ use svcconf_harness::fixture::Fixtures;
 use svcconf_harness::kube::namespace::random_suffix;
 use svcconf_harness::model::{Case, CaseKey, CaseOutcome, Event, ProxyMode, Variant};
 use svcconf_harness::report::{table, JsonReporter, JunitReporter, Reporter, Reporters};
-use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines};
+use svcconf_harness::runner::{self, CaseRunner, Clusters, Deadlines};
 use tokio::sync::OnceCell;
 
 /// What every trial shares.
@@ -133,12 +133,21 @@ impl Shared {
         }
     }
 
-    /// Deletes what the run made and writes the reports.
-    fn finish(&self, started: Instant, interrupted: bool) {
+    /// Deletes what the run made (after exporting the clusters' logs when
+    /// a trial failed) and writes the reports.
+    fn finish(&self, started: Instant, interrupted: bool, failed: bool) {
+        let logs_dir = self.junit.with_file_name("svcconf-logs");
+        let logs = (failed || interrupted).then_some(logs_dir.as_path());
+        // Cases cut short leave their step side effects: undo them first.
+        for runner in self.runners.values().filter_map(|r| r.get()?.as_ref().ok()) {
+            for line in self.runtime.block_on(runner.undo_unfinished()) {
+                eprintln!("undid {line}");
+            }
+        }
         if let Some(Ok(setup)) = self.setup.get() {
-            for line in self
-                .runtime
-                .block_on(setup.clusters.tear_down(&self.run_id, self.keep))
+            for line in
+                self.runtime
+                    .block_on(setup.clusters.tear_down(&self.run_id, self.keep, logs))
             {
                 eprintln!("{line}");
             }
@@ -257,20 +266,17 @@ fn main() -> ExitCode {
     }
     let started = Instant::now();
     {
-        // Ctrl-C: clean up, still write the JUnit (unfinished trials as errors).
+        // Ctrl-C or SIGTERM: clean up, still write the JUnit (unfinished
+        // trials as errors).
         let shared = shared.clone();
         std::thread::spawn(move || {
-            let interrupted = shared
-                .runtime
-                .block_on(async { tokio::signal::ctrl_c().await.is_ok() });
-            if interrupted {
-                eprintln!("\ninterrupted: deleting what this run created");
-                shared.finish(started, true);
-                std::process::exit(130);
-            }
+            let signal = shared.runtime.block_on(runner::shutdown_signal());
+            eprintln!("\n{signal}: deleting what this run created");
+            shared.finish(started, true, true);
+            std::process::exit(130);
         });
     }
     let conclusion = libtest_mimic::run(&args, trials);
-    shared.finish(started, false);
+    shared.finish(started, false, conclusion.has_failed());
     conclusion.exit_code()
 }

@@ -36,6 +36,27 @@ pub async fn describe_cluster(
     })
 }
 
+/// The kind cluster a kubeconfig reached, if it is one: kind sets every
+/// node's providerID to `kind://docker/<cluster>/<node>`.
+pub async fn kind_cluster_name(client: &Client) -> Option<String> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .ok()?;
+    let mut names = nodes.items.iter().map(|n| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(|id| id.strip_prefix("kind://"))
+            .and_then(|rest| rest.split('/').nth(1))
+            .map(String::from)
+    });
+    let first = names.next()??;
+    names
+        .all(|n| n.as_deref() == Some(first.as_str()))
+        .then_some(first)
+}
+
 /// Waits until `nodes` nodes are Ready, kube-proxy runs on each, and CoreDNS
 /// is available: what cases need from a cluster.
 pub async fn wait_cluster_ready(

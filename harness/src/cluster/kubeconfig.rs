@@ -1,6 +1,7 @@
 //! Connecting the way kubectl does: `--kubeconfig`, else `KUBECONFIG`, else
-//! `~/.kube/config`; `--context`, else the current context. Each way this can
-//! go wrong is its own error, checked before any case runs.
+//! `~/.kube/config`, else the pod's service account when running in one;
+//! `--context`, else the current context. Each way this can go wrong is its
+//! own error, checked before any case runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,13 +35,45 @@ pub enum KubeconfigError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[error(
+        "no cluster to use: no --kubeconfig, no KUBECONFIG, no {home}, and not running in a pod"
+    )]
+    NoCluster { home: String },
+    #[error("cannot use the pod's service account (in-cluster config)")]
+    InCluster(#[source] kube::config::InClusterError),
     #[error("cannot build a client for {0}")]
     Client(String, #[source] kube::Error),
     #[error("API server {server} is unreachable: {reason}")]
     Unreachable { server: String, reason: String },
 }
 
+/// `~/.kube/config`, where kubectl looks last.
+fn home_kubeconfig() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"))
+}
+
 impl KubeconfigSource {
+    /// No flag, no `KUBECONFIG`, no `~/.kube/config`, but a pod's service
+    /// account: kubectl's last resort.
+    fn in_cluster(&self) -> bool {
+        self.path.is_none()
+            && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty())
+            && !home_kubeconfig().is_some_and(|p| p.is_file())
+    }
+
+    /// What this source reaches, for people: the context, or `in-cluster`.
+    pub fn name(&self) -> String {
+        match &self.context {
+            Some(c) => c.clone(),
+            None if self.in_cluster() => "in-cluster".into(),
+            None => self
+                .read()
+                .ok()
+                .and_then(|k| k.current_context)
+                .unwrap_or_else(|| "current-context".into()),
+        }
+    }
+
     fn origin(&self) -> String {
         match (&self.path, std::env::var("KUBECONFIG")) {
             (Some(p), _) => p.display().to_string(),
@@ -98,6 +131,11 @@ pub async fn connect(
             context: context_name,
             source,
         })?;
+    reach(config).await
+}
+
+/// A client for `config`, proven to reach its API server.
+async fn reach(config: Config) -> Result<Client, KubeconfigError> {
     let server = config.cluster_url.to_string();
     let client =
         Client::try_from(config).map_err(|e| KubeconfigError::Client(server.clone(), e))?;
@@ -132,6 +170,16 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// Connects as kubectl would for `source`.
 impl KubeconfigSource {
     pub async fn connect(&self) -> Result<Client, KubeconfigError> {
+        if self.in_cluster() && self.context.is_none() {
+            if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+                return Err(KubeconfigError::NoCluster {
+                    home: home_kubeconfig()
+                        .map_or("~/.kube/config".into(), |p| p.display().to_string()),
+                });
+            }
+            let config = Config::incluster().map_err(KubeconfigError::InCluster)?;
+            return reach(config).await;
+        }
         let kubeconfig = self.read()?;
         connect(kubeconfig, self.context.as_deref(), &self.origin()).await
     }

@@ -54,14 +54,17 @@ pub struct Pin {
 }
 
 impl Pin {
-    pub fn load(project_root: &Path) -> Result<Pin, MetallbError> {
-        let path = project_root.join("fixtures/metallb/pin.yaml");
-        let text = std::fs::read_to_string(&path).map_err(|source| MetallbError::Read {
-            path: path.clone(),
-            source,
+    /// Where the catalog keeps it.
+    pub const KEY: &'static str = "fixtures/metallb/pin.yaml";
+
+    /// The catalog's pin.
+    pub fn load(project: &crate::catalog::Project) -> Result<Pin, MetallbError> {
+        let text = project.file(Self::KEY).ok_or_else(|| MetallbError::Pin {
+            path: PathBuf::from(Self::KEY),
+            problem: "not in the catalog".into(),
         })?;
-        serde_saphyr::from_str(&text).map_err(|e| MetallbError::Pin {
-            path,
+        serde_saphyr::from_str(text).map_err(|e| MetallbError::Pin {
+            path: PathBuf::from(Self::KEY),
             problem: e.to_string(),
         })
     }

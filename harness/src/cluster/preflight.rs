@@ -91,7 +91,7 @@ fn cgroup_v1_from_mounts(mounts: &str) -> bool {
             let (_dev, point, fstype) = (f.next()?, f.next()?, f.next()?);
             (point == "/sys/fs/cgroup").then_some(fstype)
         })
-        .last();
+        .next_back();
     fstype != Some("cgroup2")
 }
 

@@ -189,6 +189,37 @@ pub enum Readiness {
     PodsGone { namespace: String, selector: String },
 }
 
+impl Readiness {
+    /// What is waited for, in a few words (progress lines, heartbeats).
+    pub fn describe(&self) -> String {
+        match self {
+            Readiness::Deployment(name) => format!("Deployment {name} available"),
+            Readiness::DaemonSet(name) => format!("DaemonSet {name} ready"),
+            Readiness::EndpointSlices { service, ready, .. } => {
+                format!("{ready} ready endpoints of Service {service}")
+            }
+            Readiness::Endpoints { service, ready } => {
+                format!("Endpoints of Service {service} listing {ready} Ready pods")
+            }
+            Readiness::EndpointSliceAddresses { service, ready } => {
+                format!("EndpointSlices of Service {service} listing {ready} Ready pods")
+            }
+            Readiness::NoClusterIp(name) => format!("Service {name} without a ClusterIP"),
+            Readiness::NoEndpoints(name) => format!("Service {name} without endpoints"),
+            Readiness::LoadBalancer(name) => format!("an EXTERNAL-IP for Service {name}"),
+            Readiness::LoadBalancerPending { service, witness } => {
+                format!("Service {service} still Pending once {witness} got an EXTERNAL-IP")
+            }
+            Readiness::PodsGone {
+                namespace,
+                selector,
+            } => {
+                format!("pods {selector} gone from {namespace}")
+            }
+        }
+    }
+}
+
 /// Traffic from one place, and what must be observed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

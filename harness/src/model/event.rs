@@ -143,6 +143,21 @@ pub enum Event {
     CaseStarted {
         key: CaseKey,
     },
+    /// A running case moved on (`waiting for Deployment web`, `checks,
+    /// attempt 3`): what a live view shows and a heartbeat names.
+    CasePhase {
+        key: CaseKey,
+        phase: String,
+    },
+    /// Sent every few seconds while cases run, so reporters can show
+    /// elapsed times and say what a long wait is waiting for.
+    Tick,
+    /// The run could not start any case (unreadable kubeconfig, unknown
+    /// context, a mode asked for that cannot run here, ...): reporters
+    /// still write their files, with this as an error.
+    SetupFailed {
+        reason: String,
+    },
     /// Something slow is happening (a wait, a cluster being created).
     Progress {
         mode: Option<ProxyMode>,

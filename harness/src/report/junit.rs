@@ -1,7 +1,8 @@
 //! JUnit XML through quick-junit, made valid against the Jenkins xUnit
-//! schema (shared/junit-10.xsd): quick-junit always writes `skipped` on the
-//! `<testsuites>` root, which that schema does not allow, so the root's
-//! attributes are rewritten with quick-xml after serialization.
+//! schema (junit-10.xsd, the strictest common consumer): quick-junit always
+//! writes `skipped` on the `<testsuites>` root, which that schema does not
+//! allow, so the root's attributes are rewritten with quick-xml after
+//! serialization. The tests hold the output to that schema's rules.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +91,18 @@ pub fn junit_xml(record: &RunRecord) -> Result<String, ReportError> {
         }
         suite.add_test_case(case);
     }
+    if let Some(reason) = &record.setup_error {
+        // CI shows a red test, not an empty report, when nothing could run.
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(one_line(reason))
+            .set_type("setup")
+            .set_description(reason.as_str());
+        let mut case = TestCase::new("setup", s);
+        case.set_classname("svcconf.setup");
+        let mut suite = TestSuite::new("svcconf.setup");
+        suite.add_test_case(case);
+        suites.insert((ProxyMode::Iptables, String::new()), suite);
+    }
     let mut report = Report::new("svcconf");
     report.set_time(Duration::from_secs_f64(record.seconds));
     report.add_test_suites(suites.into_values());
@@ -171,8 +184,6 @@ fn schema_root(xml: &str) -> Result<String, ReportError> {
 pub(crate) mod tests {
     use super::*;
     use crate::model::{CaseKey, CaseResult, ClusterInfo, Variant};
-    use std::path::Path;
-    use std::process::Command;
 
     fn key(mode: ProxyMode, case: &str, variant: Variant) -> CaseKey {
         CaseKey {
@@ -248,35 +259,199 @@ pub(crate) mod tests {
         r
     }
 
-    fn xsd() -> PathBuf {
-        std::env::var_os("SVCCONF_JUNIT_XSD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/junit-10.xsd")
-            })
+    /// An element the Jenkins xUnit schema (junit-10.xsd) declares: the
+    /// attributes it requires and allows, the children it may hold, and
+    /// whether it holds text.
+    struct Rule {
+        required: &'static [&'static str],
+        allowed: &'static [&'static str],
+        children: &'static [&'static str],
+        text: bool,
     }
 
+    const OUTCOME: Rule = Rule {
+        required: &[],
+        allowed: &["type", "message"],
+        children: &[],
+        text: true,
+    };
+    const RERUN: Rule = Rule {
+        required: &["type"],
+        allowed: &["message"],
+        children: &["stackTrace", "system-out", "system-err"],
+        text: true,
+    };
+    const TEXT: Rule = Rule {
+        required: &[],
+        allowed: &[],
+        children: &[],
+        text: true,
+    };
+
+    fn rule(element: &str) -> Option<Rule> {
+        Some(match element {
+            "testsuites" => Rule {
+                required: &[],
+                allowed: &["name", "time", "tests", "failures", "errors"],
+                children: &["testsuite"],
+                text: false,
+            },
+            "testsuite" => Rule {
+                required: &["name", "tests", "failures", "errors"],
+                allowed: &[
+                    "group",
+                    "time",
+                    "skipped",
+                    "timestamp",
+                    "hostname",
+                    "id",
+                    "package",
+                    "file",
+                    "log",
+                    "url",
+                ],
+                children: &[
+                    "testsuite",
+                    "properties",
+                    "testcase",
+                    "system-out",
+                    "system-err",
+                ],
+                text: false,
+            },
+            "properties" => Rule {
+                required: &[],
+                allowed: &[],
+                children: &["property"],
+                text: false,
+            },
+            "property" => Rule {
+                required: &["name", "value"],
+                allowed: &[],
+                children: &[],
+                text: false,
+            },
+            "testcase" => Rule {
+                required: &["name"],
+                allowed: &["time", "classname", "group"],
+                children: &[
+                    "skipped",
+                    "error",
+                    "failure",
+                    "rerunFailure",
+                    "rerunError",
+                    "flakyFailure",
+                    "flakyError",
+                    "system-out",
+                    "system-err",
+                ],
+                text: false,
+            },
+            "failure" | "error" | "skipped" => OUTCOME,
+            "rerunFailure" | "rerunError" | "flakyFailure" | "flakyError" => RERUN,
+            "system-out" | "system-err" | "stackTrace" => TEXT,
+            _ => return None,
+        })
+    }
+
+    /// Holds `xml` to junit-10.xsd's rules: the root, each element's place,
+    /// its required and allowed attributes, text only where allowed, and
+    /// the schema's time pattern.
     fn validate(xml: &str) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("junit.xml");
-        std::fs::write(&file, xml).unwrap();
-        let xsd = xsd();
-        assert!(
-            xsd.is_file(),
-            "the JUnit schema is not at {} (set SVCCONF_JUNIT_XSD)",
-            xsd.display()
-        );
-        let out = Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&xsd)
-            .arg(&file)
-            .output()
-            .expect("xmllint is needed to validate JUnit output (Debian: libxml2-utils)");
-        assert!(
-            out.status.success(),
-            "xmllint rejected the JUnit file:\n{}\n{xml}",
-            String::from_utf8_lossy(&out.stderr)
+        let time = regex::Regex::new(r"^(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?$").unwrap();
+        let mut reader = Reader::from_str(xml);
+        let mut stack: Vec<String> = Vec::new();
+        let mut saw_root = false;
+        loop {
+            let event = reader
+                .read_event()
+                .unwrap_or_else(|e| panic!("not XML: {e}\n{xml}"));
+            let (start, empty) = match &event {
+                XmlEvent::Eof => break,
+                XmlEvent::Start(s) => (s.clone(), false),
+                XmlEvent::Empty(s) => (s.clone(), true),
+                XmlEvent::End(_) => {
+                    stack.pop();
+                    continue;
+                }
+                XmlEvent::Text(t) => {
+                    let text = String::from_utf8_lossy(t.as_ref()).trim().to_string();
+                    if let Some(parent) = stack.last() {
+                        assert!(
+                            text.is_empty() || rule(parent).unwrap().text,
+                            "<{parent}> may not hold text {text:?}\n{xml}"
+                        );
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let name = String::from_utf8(start.name().as_ref().to_vec()).unwrap();
+            let this =
+                rule(&name).unwrap_or_else(|| panic!("<{name}> is not in the schema\n{xml}"));
+            match stack.last() {
+                None => {
+                    assert_eq!(name, "testsuites", "the root must be <testsuites>\n{xml}");
+                    assert!(!saw_root, "two roots\n{xml}");
+                    saw_root = true;
+                }
+                Some(parent) => assert!(
+                    rule(parent).unwrap().children.contains(&name.as_str()),
+                    "<{name}> may not be inside <{parent}>\n{xml}"
+                ),
+            }
+            let attrs: Vec<(String, String)> = start
+                .attributes()
+                .map(|a| {
+                    let a = a.unwrap();
+                    (
+                        String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .unwrap()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            for required in this.required {
+                assert!(
+                    attrs.iter().any(|(k, _)| k == required),
+                    "<{name}> lacks required attribute {required}\n{xml}"
+                );
+            }
+            for (key, value) in &attrs {
+                assert!(
+                    this.required.contains(&key.as_str()) || this.allowed.contains(&key.as_str()),
+                    "<{name}> may not carry attribute {key}\n{xml}"
+                );
+                if key == "time" && matches!(name.as_str(), "testsuites" | "testsuite") {
+                    assert!(
+                        time.is_match(value),
+                        "<{name} time={value:?}> breaks the time pattern"
+                    );
+                }
+            }
+            if !empty {
+                stack.push(name);
+            }
+        }
+        assert!(saw_root && stack.is_empty(), "unbalanced document\n{xml}");
+    }
+
+    #[test]
+    fn the_schema_check_rejects_what_the_schema_rejects() {
+        let bad = [
+            r#"<testsuites skipped="1"></testsuites>"#,
+            r#"<testsuite name="a" tests="0" failures="0" errors="0"/>"#,
+            r#"<testsuites><testsuite name="a" tests="1" failures="0"/></testsuites>"#,
+            r#"<testsuites><testsuite name="a" tests="1" failures="0" errors="0"><testcase name="c"><properties/></testcase></testsuite></testsuites>"#,
+            r#"<testsuites time="1.5s"></testsuites>"#,
+        ];
+        for xml in bad {
+            let caught = std::panic::catch_unwind(|| validate(xml));
+            assert!(caught.is_err(), "accepted {xml}");
+        }
+        validate(
+            r#"<testsuites time="12.5"><testsuite name="a" tests="1" failures="1" errors="0"><properties><property name="p" value="v"/></properties><testcase name="c"><failure message="m" type="t">x</failure><system-out>o</system-out></testcase></testsuite></testsuites>"#,
         );
     }
 
@@ -330,5 +505,35 @@ pub(crate) mod tests {
             "{xml}"
         );
         assert_eq!(record.counts(), (1, 1, 2, 1));
+    }
+
+    #[test]
+    fn a_run_that_could_not_start_reports_an_error_testcase() {
+        let mut record = RunRecord::default();
+        for event in [
+            Event::RunStarted { planned: vec![] },
+            Event::SetupFailed {
+                reason: "cannot read kubeconfig KUBECONFIG=/nope".into(),
+            },
+            Event::RunFinished {
+                seconds: 0.1,
+                interrupted: false,
+            },
+        ] {
+            record.apply(&event);
+        }
+        let xml = junit_xml(&record).unwrap();
+        validate(&xml);
+        assert!(
+            xml.contains(r#"<testcase name="setup" classname="svcconf.setup""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<error message="cannot read kubeconfig KUBECONFIG=/nope" type="setup""#
+            ),
+            "{xml}"
+        );
+        assert_eq!(record.counts(), (0, 0, 1, 0));
     }
 }

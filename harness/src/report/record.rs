@@ -29,6 +29,20 @@ pub struct RunRecord {
     pub seconds: f64,
     pub interrupted: bool,
     pub finished_run: bool,
+    /// Why no case could run, when the run failed before its cases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_error: Option<String>,
+    /// Cases started and not finished: their phase and clocks.
+    #[serde(skip)]
+    pub running: BTreeMap<CaseKey, Running>,
+}
+
+/// A case that is running, as the live view and heartbeats show it.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub started: std::time::Instant,
+    pub phase: String,
+    pub phase_started: std::time::Instant,
 }
 
 impl RunRecord {
@@ -61,18 +75,33 @@ impl RunRecord {
                 );
             }
             Event::CaseStarted { key } => {
-                self.mode_started
-                    .entry(key.mode)
-                    .or_insert_with(std::time::Instant::now);
+                let now = std::time::Instant::now();
+                self.mode_started.entry(key.mode).or_insert(now);
+                self.running.insert(
+                    key.clone(),
+                    Running {
+                        started: now,
+                        phase: "starting".into(),
+                        phase_started: now,
+                    },
+                );
             }
+            Event::CasePhase { key, phase } => {
+                if let Some(r) = self.running.get_mut(key) {
+                    r.phase = phase.clone();
+                    r.phase_started = std::time::Instant::now();
+                }
+            }
+            Event::SetupFailed { reason } => self.setup_error = Some(reason.clone()),
             Event::CaseFinished { result } => {
                 if let Some(start) = self.mode_started.get(&result.key.mode) {
                     self.case_seconds
                         .insert(result.key.mode, start.elapsed().as_secs_f64());
                 }
+                self.running.remove(&result.key);
                 self.finished.insert(result.key.clone(), result.clone());
             }
-            Event::Progress { .. } => {}
+            Event::Progress { .. } | Event::Tick => {}
             Event::RunFinished {
                 seconds,
                 interrupted,
@@ -119,9 +148,10 @@ impl RunRecord {
             .collect()
     }
 
-    /// (passed, failed, errors, skipped) over [`RunRecord::results`].
+    /// (passed, failed, errors, skipped) over [`RunRecord::results`]; a
+    /// setup error counts as an error.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let mut c = (0, 0, 0, 0);
+        let mut c = (0, 0, usize::from(self.setup_error.is_some()), 0);
         for r in self.results() {
             match r.outcome {
                 CaseOutcome::Passed => c.0 += 1,

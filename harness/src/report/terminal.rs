@@ -1,31 +1,115 @@
 //! The terminal: a line per step and per finished case as they happen
 //! (failures with their one line, evidence only on failure), then the
-//! case × mode table and the counts.
+//! case × mode table and the counts. On a terminal, the running cases stay
+//! on screen below those lines with their phase and elapsed time; without
+//! one (CI), each case start gets a line and a wait longer than
+//! [`HEARTBEAT`] gets a heartbeat naming what it waits for.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use super::{ModeState, ReportError, Reporter, RunRecord};
-use crate::model::{Event, ProxyMode};
+use crate::model::{CaseKey, Event, ProxyMode};
+
+/// A phase this long without news gets a line in CI logs, and another
+/// every time it lasts this much longer.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Running cases the live view shows at most.
+const LIVE_ROWS: usize = 12;
 
 pub struct TerminalReporter {
     out: Box<dyn Write + Send>,
     /// Print evidence of failed cases.
     pub verbose_failures: bool,
+    /// Redraw the running cases below the log (a terminal), or print
+    /// heartbeats instead (a CI log).
+    live: bool,
+    /// Lines of the live view now on screen, erased before the next output.
+    drawn: usize,
+    /// When each running case last got a heartbeat.
+    heartbeats: BTreeMap<CaseKey, Instant>,
 }
 
 impl TerminalReporter {
     pub fn stderr() -> Self {
+        let live = std::io::stderr().is_terminal();
+        Self::new(Box::new(std::io::stderr()), live)
+    }
+
+    pub fn new(out: Box<dyn Write + Send>, live: bool) -> Self {
         TerminalReporter {
-            out: Box::new(std::io::stderr()),
+            out,
             verbose_failures: true,
+            live,
+            drawn: 0,
+            heartbeats: BTreeMap::new(),
         }
+    }
+
+    /// The running cases, one line each: what the live view draws.
+    fn live_view(record: &RunRecord) -> Vec<String> {
+        let now = Instant::now();
+        let mut rows: Vec<String> = record
+            .running
+            .iter()
+            .take(LIVE_ROWS)
+            .map(|(key, r)| {
+                format!(
+                    "  run  {key} ({:.0}s): {} ({:.0}s)",
+                    (now - r.started).as_secs_f64(),
+                    r.phase,
+                    (now - r.phase_started).as_secs_f64()
+                )
+            })
+            .collect();
+        if record.running.len() > LIVE_ROWS {
+            rows.push(format!(
+                "  ... and {} more",
+                record.running.len() - LIVE_ROWS
+            ));
+        }
+        rows
+    }
+
+    /// Heartbeats for phases that have lasted [`HEARTBEAT`] since they began
+    /// or since their last heartbeat.
+    fn heartbeats(&mut self, record: &RunRecord) -> String {
+        let now = Instant::now();
+        self.heartbeats
+            .retain(|k, _| record.running.contains_key(k));
+        let mut out = String::new();
+        for (key, r) in &record.running {
+            let since = self
+                .heartbeats
+                .get(key)
+                .copied()
+                .filter(|t| *t > r.phase_started)
+                .unwrap_or(r.phase_started);
+            if now - since >= HEARTBEAT {
+                out.push_str(&format!(
+                    "  ...  {key}: still {} after {:.0}s (case running {:.0}s)\n",
+                    r.phase,
+                    (now - r.phase_started).as_secs_f64(),
+                    (now - r.started).as_secs_f64()
+                ));
+                self.heartbeats.insert(key.clone(), now);
+            }
+        }
+        out
     }
 }
 
 impl Reporter for TerminalReporter {
     fn on_event(&mut self, event: &Event, record: &RunRecord) -> Result<(), ReportError> {
         let text = match event {
+            Event::CaseStarted { key } if !self.live => format!("start  {key}\n"),
+            Event::Tick if !self.live => self.heartbeats(record),
+            // The table that follows names a setup failure.
+            Event::CaseStarted { .. }
+            | Event::CasePhase { .. }
+            | Event::Tick
+            | Event::SetupFailed { .. } => String::new(),
             Event::RunStarted { planned } => {
                 format!("svcconf: {} case runs planned\n", planned.len())
             }
@@ -50,7 +134,6 @@ impl Reporter for TerminalReporter {
                 mode: None,
                 message,
             } => format!("{message}\n"),
-            Event::CaseStarted { .. } => String::new(),
             Event::CaseFinished { result } => {
                 let mut s = format!(
                     "{:>5}  {} ({:.1}s)\n",
@@ -73,8 +156,22 @@ impl Reporter for TerminalReporter {
             }
             Event::RunFinished { .. } => table(record),
         };
+        let mut screen = String::new();
+        if self.live && self.drawn > 0 {
+            // Up to the first line of the live view, and clear from there.
+            screen.push_str(&format!("\x1b[{}A\x1b[J", self.drawn));
+        }
+        screen.push_str(&text);
+        self.drawn = 0;
+        if self.live && !matches!(event, Event::RunFinished { .. }) {
+            for row in Self::live_view(record) {
+                screen.push_str(&row);
+                screen.push('\n');
+                self.drawn += 1;
+            }
+        }
         // The terminal going away must not stop the run.
-        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.write_all(screen.as_bytes());
         let _ = self.out.flush();
         Ok(())
     }
@@ -115,8 +212,9 @@ pub fn table(record: &RunRecord) -> String {
     for m in &modes {
         let line = match record.modes.get(m) {
             Some(ModeState::Ready { cluster, seconds }) => format!(
-                "{m}: cluster {} up in {seconds:.0}s; cases took {:.1}s",
+                "{m}: cluster {} (Kubernetes {}) up in {seconds:.0}s; cases took {:.1}s",
                 cluster.name,
+                cluster.kubernetes_version,
                 record.case_seconds.get(m).copied().unwrap_or(0.0)
             ),
             Some(ModeState::Unavailable { reason }) => format!("{m}: skipped: {reason}"),
@@ -125,6 +223,9 @@ pub fn table(record: &RunRecord) -> String {
         };
         s.push_str(&line);
         s.push('\n');
+    }
+    if let Some(reason) = &record.setup_error {
+        s.push_str(&format!("setup: {reason}\n"));
     }
     let (p, f, e, sk) = record.counts();
     s.push_str(&format!(
@@ -156,5 +257,65 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("ipvs: skipped: ipvs mode is unavailable"), "{t}");
+        assert!(t.contains("(Kubernetes v1.34.4)"), "{t}");
+    }
+
+    /// Output into a buffer the test can read.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_a_long_wait_gets_a_heartbeat_naming_it() {
+        use super::*;
+        use crate::model::Variant;
+        let buffer = Buffer::default();
+        let mut reporter = TerminalReporter::new(Box::new(buffer.clone()), false);
+        let mut record = RunRecord::default();
+        let key = CaseKey {
+            mode: ProxyMode::Nftables,
+            suite: "routing".into(),
+            case: "clusterip-basic".into(),
+            variant: Variant::Plain,
+        };
+        let mut feed = |e: Event, record: &mut RunRecord| {
+            record.apply(&e);
+            reporter.on_event(&e, record).unwrap();
+        };
+        feed(Event::CaseStarted { key: key.clone() }, &mut record);
+        let phase = "waiting for Deployment web".to_string();
+        feed(
+            Event::CasePhase {
+                key: key.clone(),
+                phase,
+            },
+            &mut record,
+        );
+        feed(Event::Tick, &mut record);
+        // The phase began long ago: the next tick names it, once per period.
+        let long_ago = Instant::now() - Duration::from_secs(20);
+        record.running.get_mut(&key).unwrap().phase_started = long_ago;
+        feed(Event::Tick, &mut record);
+        feed(Event::Tick, &mut record);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.starts_with("start  nftables::routing::clusterip-basic\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("still waiting for Deployment web after 20s")
+                .count(),
+            1,
+            "{text}"
+        );
     }
 }
