@@ -618,6 +618,14 @@ impl CaseRunner {
                 (outcome, Some(ns))
             }
         };
+        // A plain run that failed may have met a broken shared part (CoreDNS
+        // down makes routing by name time out): its message names it first.
+        let outcome = if variant == Variant::Plain && !outcome.is_success() {
+            let problems = cluster::shared_problems(client).await;
+            explained(outcome, &problems)
+        } else {
+            outcome
+        };
         let outcome = variant_outcome(variant, outcome, &case.sabotage.description, &mut evidence);
         CaseResult {
             key,
@@ -1076,6 +1084,23 @@ impl CaseRunner {
     }
 }
 
+/// `outcome` with the shared parts' `problems` before its message.
+fn explained(outcome: CaseOutcome, problems: &[String]) -> CaseOutcome {
+    if problems.is_empty() {
+        return outcome;
+    }
+    let with = |message: String| format!("{}; {message}", problems.join("; "));
+    match outcome {
+        CaseOutcome::Failed { message } => CaseOutcome::Failed {
+            message: with(message),
+        },
+        CaseOutcome::Error { message } => CaseOutcome::Error {
+            message: with(message),
+        },
+        other => other,
+    }
+}
+
 /// `waiting for A, B`: a phase naming every readiness.
 fn waiting_for(ready: &[Readiness]) -> String {
     let what: Vec<String> = ready.iter().map(Readiness::describe).collect();
@@ -1362,6 +1387,22 @@ mod tests {
             variant_outcome(Variant::Plain, failed.clone(), "s", &mut evidence),
             failed
         );
+    }
+
+    #[test]
+    fn a_failure_names_the_broken_shared_part_first() {
+        let failed = CaseOutcome::Failed {
+            message: "via-name: expected 30/30 requests answered 200, saw 0; errors: dns 30".into(),
+        };
+        let dns = ["CoreDNS has no ready endpoints (Service kube-system/kube-dns)".to_string()];
+        assert_eq!(
+            explained(failed.clone(), &dns),
+            CaseOutcome::Failed {
+                message: "CoreDNS has no ready endpoints (Service kube-system/kube-dns); via-name: expected 30/30 requests answered 200, saw 0; errors: dns 30".into()
+            }
+        );
+        assert_eq!(explained(failed.clone(), &[]), failed);
+        assert_eq!(explained(CaseOutcome::Passed, &dns), CaseOutcome::Passed);
     }
 
     #[test]

@@ -57,6 +57,49 @@ pub async fn kind_cluster_name(client: &Client) -> Option<String> {
         .then_some(first)
 }
 
+/// What is wrong with the parts every case shares: CoreDNS without ready
+/// endpoints, kube-proxy not ready on every node, the API server not
+/// answering. Empty when all is well. A failed case names these, so a
+/// routing failure that is really DNS being down says so.
+pub async fn shared_problems(client: &Client) -> Vec<String> {
+    let mut problems = Vec::new();
+    let slices = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        "kube-system",
+        &kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+            "endpointslices",
+        ),
+    );
+    let dns = ListParams::default().labels("kubernetes.io/service-name=kube-dns");
+    match slices.list(&dns).await {
+        Ok(list) => {
+            let refs: Vec<&kube::api::DynamicObject> = list.items.iter().collect();
+            if wait::ready_endpoints(&refs).0.is_empty() {
+                problems
+                    .push("CoreDNS has no ready endpoints (Service kube-system/kube-dns)".into());
+            }
+        }
+        Err(e) => {
+            problems.push(format!(
+                "the API server did not answer a list of kube-system EndpointSlices: {e}"
+            ));
+            return problems;
+        }
+    }
+    let proxies = Api::<DaemonSet>::namespaced(client.clone(), "kube-system");
+    if let Ok(ds) = proxies.get("kube-proxy").await {
+        let status = ds.status.unwrap_or_default();
+        if status.number_ready < status.desired_number_scheduled {
+            problems.push(format!(
+                "kube-proxy is ready on {} of {} nodes",
+                status.number_ready, status.desired_number_scheduled
+            ));
+        }
+    }
+    problems
+}
+
 /// Waits until `nodes` nodes are Ready, kube-proxy runs on each, and CoreDNS
 /// is available: what cases need from a cluster.
 pub async fn wait_cluster_ready(
