@@ -47,6 +47,7 @@ pub mod report;
 pub mod resolve;
 pub mod runner;
 pub mod steps;
+pub mod template;
 pub mod verdict;
 
 pub use error::{Error, Exit};

@@ -10,7 +10,7 @@ use kube::Client;
 
 use crate::kube::exec::{self, ExecError};
 use crate::model::{DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport};
-use crate::verdict::{Facts, PodFact};
+use crate::template::{Facts, PodFact};
 
 /// Where the probe binary lives in the probe image (`FROM scratch`).
 pub const PROBE_BIN: &str = "/probe";

@@ -3,16 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cluster::docker;
 use crate::kube::jig::Jig;
 use crate::kube::nodes;
-use crate::verdict::{self, NodePick, Placeholder};
+use crate::template::{self, NodePick, Placeholder};
 
 /// The value of every placeholder `templates` use, keyed as
 /// [`Placeholder::key`]; `namespace` is always there.
 pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut vars = BTreeMap::new();
     vars.insert("namespace".to_string(), jig.namespace.clone());
-    for placeholder in verdict::placeholders(templates) {
+    for placeholder in template::placeholders(templates) {
         let value = match &placeholder {
             Placeholder::ClusterIp { namespace, service } => {
                 let ns = namespace.clone().unwrap_or_else(|| jig.namespace.clone());
@@ -54,8 +55,7 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
                 first.to_string()
             }
             Placeholder::ContainerIp { name } => {
-                crate::steps::container_ip(&crate::steps::container_name(&jig.namespace, name))
-                    .await?
+                docker::container_ip(&docker::container_name(&jig.namespace, name)).await?
             }
         };
         vars.insert(placeholder.key(), value);

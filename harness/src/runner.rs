@@ -29,7 +29,8 @@ use crate::model::{
 use crate::probe;
 use crate::resolve;
 use crate::steps;
-use crate::verdict::{self, Facts, PodFact};
+use crate::template::{self, Facts, PodFact};
+use crate::verdict;
 
 /// How long things may take before they count as broken.
 #[derive(Debug, Clone)]
@@ -227,6 +228,11 @@ impl Clusters {
                 let info = cluster::describe_cluster(&client, mode, &name, "kind").await?;
                 check_mode(&info.name, mode, info.detected_mode.as_deref())?;
                 let docker = crate::cluster::command::which("docker");
+                if let Some(docker) = &docker {
+                    for name in cluster::docker::remove_leftovers(docker).await {
+                        progress(format!("removed container {name}, left by a run that died"));
+                    }
+                }
                 let workers = crate::kube::nodes::schedulable(&client).await?;
                 Ok(Cluster {
                     client,
@@ -262,6 +268,11 @@ impl Clusters {
                     if let Some(kind_name) = cluster::kind_cluster_name(&client).await {
                         if kind.clusters().await?.contains(&kind_name) {
                             self.remember_kind_name(mode, &kind_name).await;
+                            for name in cluster::docker::remove_leftovers(docker).await {
+                                progress(format!(
+                                    "removed container {name}, left by a run that died"
+                                ));
+                            }
                             let mut here = Vec::new();
                             for image in preload {
                                 if cluster::docker_has_image(docker, image).await {
@@ -687,13 +698,13 @@ impl CaseRunner {
             }
         }
         // Fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
-        let facts = verdict::Facts {
+        let facts = Facts {
             vars: [("namespace".to_string(), jig.namespace.clone())].into(),
             ..Default::default()
         };
         let objects: Vec<serde_json::Value> = objects
             .iter()
-            .map(|o| steps::render_json(o, &facts))
+            .map(|o| template::render_json(o, &facts))
             .collect();
         phase(format!("applying {} objects", objects.len()));
         for object in &objects {

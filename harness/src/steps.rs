@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::Api;
-use serde_json::Value;
 
-use crate::cluster::command;
+use crate::cluster::{command, docker};
 use crate::kube::apply::Applier;
 use crate::kube::exec;
 use crate::kube::jig::Jig;
@@ -18,7 +17,7 @@ use crate::kube::wait;
 use crate::model::{Action, ObjectPatch, Probe, ProbeReport};
 use crate::probe;
 use crate::resolve;
-use crate::verdict::{Facts, NodePick};
+use crate::template::{render_json, strings, Facts, NodePick};
 
 const DOCKER_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -91,58 +90,6 @@ async fn restore(applier: &Applier, namespace: &str, patch: &ObjectPatch) -> Str
     match ready {
         Ok(()) => format!("restored {what}; ready again"),
         Err(e) => format!("restored {what}, but {e}"),
-    }
-}
-
-/// The docker name of a case's container: unique per case run.
-pub fn container_name(namespace: &str, name: &str) -> String {
-    format!("{namespace}-{name}")
-}
-
-/// The address of `container` on the `kind` network.
-pub async fn container_ip(container: &str) -> Result<String, String> {
-    let docker = command::which("docker").ok_or("no docker to ask for a container address")?;
-    let format = format!("{{{{.NetworkSettings.Networks.{KIND_NETWORK}.IPAddress}}}}");
-    let out = command::run(
-        &docker,
-        &["inspect", "-f", &format, container],
-        DOCKER_DEADLINE,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let ip = out.trim().to_string();
-    if ip.is_empty() {
-        return Err(format!(
-            "container {container} has no address on network {KIND_NETWORK}"
-        ));
-    }
-    Ok(ip)
-}
-
-/// The docker network kind puts its nodes on.
-const KIND_NETWORK: &str = "kind";
-
-/// Every string in `value`, for placeholder lookup.
-fn strings(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
-        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
-        _ => {}
-    }
-}
-
-/// `value` with every string rendered.
-pub fn render_json(value: &Value, facts: &Facts) -> Value {
-    match value {
-        Value::String(s) => Value::String(facts.render(s)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| render_json(v, facts)).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), render_json(v, facts)))
-                .collect(),
-        ),
-        other => other.clone(),
     }
 }
 
@@ -232,19 +179,22 @@ pub async fn perform(
         Action::Container { name, image, args } => {
             let docker = command::which("docker")
                 .ok_or_else(|| "starting a server next to the cluster needs docker".to_string())?;
-            let container = container_name(&jig.namespace, name);
+            let container = docker::container_name(&jig.namespace, name);
             let image = images.resolve(image);
+            let (owned, pid) = (docker::owned_label(), docker::pid_label());
             let mut cmd: Vec<&str> = vec![
                 "run",
                 "-d",
                 "--network",
-                KIND_NETWORK,
+                docker::KIND_NETWORK,
                 "--hostname",
                 name,
                 "--name",
                 &container,
                 "--label",
-                "app.kubernetes.io/managed-by=svcconf",
+                &owned,
+                "--label",
+                &pid,
                 image,
             ];
             cmd.extend(args.iter().map(String::as_str));
@@ -255,7 +205,7 @@ pub async fn perform(
                 name: container.clone(),
             };
             // The undo goes back even when the address cannot be read.
-            let ip = container_ip(&container)
+            let ip = docker::container_ip(&container)
                 .await
                 .unwrap_or_else(|e| format!("an unknown address ({e})"));
             Ok((
@@ -310,27 +260,5 @@ pub async fn perform(
                 )),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patches_render_every_string() {
-        let facts = Facts {
-            vars: [("spareIP:1".to_string(), "172.18.250.3".to_string())].into(),
-            ..Default::default()
-        };
-        let merge =
-            serde_json::json!({"spec": {"externalIPs": ["${spareIP:1}"], "ports": [{"port": 80}]}});
-        let mut found = Vec::new();
-        strings(&merge, &mut found);
-        assert_eq!(found, ["${spareIP:1}"]);
-        assert_eq!(
-            render_json(&merge, &facts),
-            serde_json::json!({"spec": {"externalIPs": ["172.18.250.3"], "ports": [{"port": 80}]}})
-        );
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use super::command::{self, CommandError};
+use super::docker::KIND_NETWORK;
 use super::kit::Kit;
 use super::preflight::host_cgroup_v1;
 
@@ -84,10 +85,6 @@ fn config_for_host(name: &str, config: &Path) -> Result<(PathBuf, Option<PathBuf
     tracing::info!(cluster = name, "{CGROUP_V1_NOTE}");
     Ok((path.clone(), Some(path)))
 }
-
-/// The docker network kind puts every cluster's nodes on; kind creates it on
-/// first use and never removes it.
-const KIND_NETWORK: &str = "kind";
 
 /// The kind binary.
 #[derive(Debug, Clone)]

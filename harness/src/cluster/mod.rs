@@ -3,6 +3,7 @@
 //! and the facts reporters need.
 
 pub(crate) mod command;
+pub mod docker;
 mod images;
 mod info;
 mod kind;

@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, WaitError};
 use crate::model::Readiness;
-use crate::verdict::PodFact;
+use crate::template::PodFact;
 
 /// How long a LoadBalancer Service that nothing implements is watched to
 /// stay Pending after the implemented one got its address.

@@ -9,8 +9,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
-pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "svcconf";
+pub use crate::cluster::docker::{MANAGED_BY, MANAGED_BY_KEY};
 pub const RUN_KEY: &str = "svcconf.io/run";
 pub const CASE_KEY: &str = "svcconf.io/case";
 

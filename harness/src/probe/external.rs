@@ -6,8 +6,9 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::cluster::docker::{self, KIND_NETWORK};
 use crate::model::{Observation, Probe};
-use crate::verdict::Facts;
+use crate::template::Facts;
 
 use super::{parse, ProbeError, REQUEST_TIMEOUT_MS};
 
@@ -63,8 +64,6 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
     })
 }
 
-/// The docker network kind's nodes are on.
-const KIND_NETWORK: &str = "kind";
 /// The name evidence gives a container client.
 pub const CONTAINER_CLIENT: &str = "fresh container";
 
@@ -84,6 +83,7 @@ pub async fn run_in_container(
         });
     }
     let cmd = super::command(probe, facts);
+    let (owned, pid) = (docker::owned_label(), docker::pid_label());
     let mut args: Vec<&str> = vec![
         "run",
         "--rm",
@@ -96,7 +96,9 @@ pub async fn run_in_container(
         "--security-opt",
         "no-new-privileges",
         "--label",
-        "app.kubernetes.io/managed-by=svcconf",
+        &owned,
+        "--label",
+        &pid,
         "--entrypoint",
         &cmd[0],
         image,

@@ -1,0 +1,331 @@
+//! The template language of case files: `${clusterIP:web}`,
+//! `${nodeIP:without=app=web}`, ... in probe targets, expected answers,
+//! fixtures and step patches; the facts they render from; and the pods and
+//! nodes those facts name. Pure: resolving a placeholder against a cluster
+//! is `resolve`'s job, judging an observation `verdict`'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+/// A pod as seen when the probe ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFact {
+    pub name: String,
+    pub ip: String,
+    pub node: String,
+}
+
+/// What the verdict compares against besides the observation itself: the
+/// ready pods behind each label selector the assertions mention, and the
+/// values of the run-time placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub ready_pods: BTreeMap<String, Vec<PodFact>>,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Facts {
+    /// Replaces `${key}` with its value; an unknown key stays as written, so
+    /// a comparison against it fails visibly.
+    pub fn render(&self, template: &str) -> String {
+        let mut out = template.to_string();
+        for (key, value) in &self.vars {
+            out = out.replace(&format!("${{{key}}}"), value);
+        }
+        out
+    }
+
+    /// Renders each template; one that renders to a comma-separated list
+    /// (a multi-valued placeholder such as `${podIPs:app=web}`) contributes
+    /// each of its items. Empty items are dropped, so "no pods" is an empty
+    /// set, not a set holding "".
+    pub fn render_set(&self, templates: &[String]) -> BTreeSet<String> {
+        templates
+            .iter()
+            .flat_map(|t| {
+                self.render(t)
+                    .split(',')
+                    .map(|i| i.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|i| !i.is_empty())
+            .collect()
+    }
+}
+
+/// A run-time value a template refers to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Placeholder {
+    /// `${clusterIP:<service>}` in the case's namespace, or
+    /// `${clusterIP:<namespace>/<service>}` (e.g. `default/kubernetes`).
+    ClusterIp {
+        namespace: Option<String>,
+        service: String,
+    },
+    /// `${podIPs:<label selector>}`: the ready pods' IPs, comma-separated.
+    PodIps { selector: String },
+    /// `${nodeIP:<pick>}`: a node's InternalIP.
+    NodeIp(NodePick),
+    /// `${spareIP:<pick>}`: an unused address beside that node's, for the
+    /// harness to place on it (externalIPs).
+    SpareIp(NodePick),
+    /// `${nodePort:<service>}`: the first port's nodePort.
+    NodePort { service: String },
+    /// `${healthCheckNodePort:<service>}` (externalTrafficPolicy Local).
+    HealthCheckNodePort { service: String },
+    /// `${containerIP:<name>}`: the address of a container a step started.
+    ContainerIp { name: String },
+    /// `${loadBalancerIP:<service>}`: the Service's EXTERNAL-IP.
+    LoadBalancerIp { service: String },
+}
+
+/// Which node a `${nodeIP:...}` means. Nodes are taken in name order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodePick {
+    /// `${nodeIP:0}`: the n-th node.
+    Index(usize),
+    /// `${nodeIP:with=<selector>}`: the first node running a ready pod
+    /// matching the selector.
+    With(String),
+    /// `${nodeIP:without=<selector>}`: the first node running none.
+    Without(String),
+}
+
+impl NodePick {
+    /// `0`, `with=<selector>` or `without=<selector>`.
+    pub fn parse(spec: &str) -> Option<NodePick> {
+        match (spec.parse::<usize>(), spec.split_once('=')) {
+            (Ok(i), _) => Some(NodePick::Index(i)),
+            (_, Some(("without", sel))) => Some(NodePick::Without(sel.to_string())),
+            (_, Some(("with", sel))) => Some(NodePick::With(sel.to_string())),
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            NodePick::Index(i) => i.to_string(),
+            NodePick::With(sel) => format!("with={sel}"),
+            NodePick::Without(sel) => format!("without={sel}"),
+        }
+    }
+
+    /// Picks from `nodes` (name, InternalIP; in name order) given the nodes
+    /// the selector's ready pods run on; the error says what was missing.
+    pub fn pick<'a>(
+        &self,
+        nodes: &'a [(String, String)],
+        pod_nodes: &std::collections::BTreeSet<String>,
+    ) -> Result<&'a (String, String), String> {
+        let found = match self {
+            NodePick::Index(i) => nodes.get(*i),
+            NodePick::With(_) => nodes.iter().find(|(n, _)| pod_nodes.contains(n)),
+            NodePick::Without(_) => nodes.iter().find(|(n, _)| !pod_nodes.contains(n)),
+        };
+        found.ok_or_else(|| {
+            let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+            let what = match self {
+                NodePick::Index(i) => format!("node #{i}"),
+                NodePick::With(sel) => format!("node with ready pods {sel}"),
+                NodePick::Without(sel) => format!("node without ready pods {sel}"),
+            };
+            format!(
+                "found no {what} among [{}] (pods on [{}])",
+                names.join(", "),
+                pod_nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
+impl Placeholder {
+    /// `${<name>:<argument>}` read back; `None` for a name that is not a
+    /// placeholder's. An unreadable node pick names no node: resolving it
+    /// fails with the list of nodes there are.
+    pub fn parse(name: &str, arg: &str) -> Option<Placeholder> {
+        let service = || arg.to_string();
+        let pick = || NodePick::parse(arg).unwrap_or(NodePick::Index(usize::MAX));
+        Some(match name {
+            "clusterIP" => match arg.split_once('/') {
+                Some((ns, svc)) => Placeholder::ClusterIp {
+                    namespace: Some(ns.to_string()),
+                    service: svc.to_string(),
+                },
+                None => Placeholder::ClusterIp {
+                    namespace: None,
+                    service: service(),
+                },
+            },
+            "podIPs" => Placeholder::PodIps {
+                selector: service(),
+            },
+            "nodeIP" => Placeholder::NodeIp(pick()),
+            "spareIP" => Placeholder::SpareIp(pick()),
+            "nodePort" => Placeholder::NodePort { service: service() },
+            "healthCheckNodePort" => Placeholder::HealthCheckNodePort { service: service() },
+            "containerIP" => Placeholder::ContainerIp { name: service() },
+            "loadBalancerIP" => Placeholder::LoadBalancerIp { service: service() },
+            _ => return None,
+        })
+    }
+
+    /// The key in [`Facts::vars`] (what sits between `${` and `}`).
+    pub fn key(&self) -> String {
+        let (name, arg) = match self {
+            Placeholder::ClusterIp {
+                namespace: Some(ns),
+                service,
+            } => ("clusterIP", format!("{ns}/{service}")),
+            Placeholder::ClusterIp {
+                namespace: None,
+                service,
+            } => ("clusterIP", service.clone()),
+            Placeholder::PodIps { selector } => ("podIPs", selector.clone()),
+            Placeholder::NodeIp(pick) => ("nodeIP", pick.key()),
+            Placeholder::SpareIp(pick) => ("spareIP", pick.key()),
+            Placeholder::NodePort { service } => ("nodePort", service.clone()),
+            Placeholder::HealthCheckNodePort { service } => {
+                ("healthCheckNodePort", service.clone())
+            }
+            Placeholder::ContainerIp { name } => ("containerIP", name.clone()),
+            Placeholder::LoadBalancerIp { service } => ("loadBalancerIP", service.clone()),
+        };
+        format!("{name}:{arg}")
+    }
+}
+
+/// Every placeholder the templates use, once each (`${namespace}` is
+/// always known and not listed; an unknown name stays as written, so a
+/// comparison against it fails visibly).
+pub fn placeholders(templates: &[String]) -> BTreeSet<Placeholder> {
+    let re = regex::Regex::new(r"\$\{([A-Za-z]+):([^}]+)\}").expect("valid regex");
+    templates
+        .iter()
+        .flat_map(|t| {
+            re.captures_iter(t)
+                .filter_map(|c| Placeholder::parse(&c[1], &c[2]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+/// Every string in `value`, for placeholder lookup.
+pub fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// `value` with every string rendered.
+pub fn render_json(value: &Value, facts: &Facts) -> Value {
+    match value {
+        Value::String(s) => Value::String(facts.render(s)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render_json(v, facts)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), render_json(v, facts)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_placeholders_with_their_keys() {
+        let found = placeholders(&[
+            "${clusterIP:web}:80".into(),
+            "${clusterIP:default/kubernetes}".into(),
+            "${podIPs:app=web,tier in (a)} ${clusterIP:web}".into(),
+            "${namespace}".into(),
+        ]);
+        let keys: Vec<String> = found.iter().map(Placeholder::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "clusterIP:web",
+                "clusterIP:default/kubernetes",
+                "podIPs:app=web,tier in (a)"
+            ]
+        );
+    }
+
+    #[test]
+    fn node_placeholders_pick_by_index_and_by_pods() {
+        let found = placeholders(&[
+            "${nodeIP:1}:${nodePort:web}".into(),
+            "${nodeIP:with=app=web}:${healthCheckNodePort:web}".into(),
+            "${nodeIP:without=app=web}".into(),
+        ]);
+        let keys: Vec<String> = found.iter().map(Placeholder::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "nodeIP:1",
+                "nodeIP:with=app=web",
+                "nodeIP:without=app=web",
+                "nodePort:web",
+                "healthCheckNodePort:web"
+            ]
+        );
+        let nodes: Vec<(String, String)> = [
+            ("cp", "172.18.0.4"),
+            ("w1", "172.18.0.2"),
+            ("w2", "172.18.0.3"),
+        ]
+        .iter()
+        .map(|(n, ip)| (n.to_string(), ip.to_string()))
+        .collect();
+        let on: BTreeSet<String> = ["w2".to_string()].into();
+        assert_eq!(
+            NodePick::Index(1).pick(&nodes, &on).unwrap().1,
+            "172.18.0.2"
+        );
+        assert_eq!(
+            NodePick::With("app=web".into())
+                .pick(&nodes, &on)
+                .unwrap()
+                .0,
+            "w2"
+        );
+        assert_eq!(
+            NodePick::Without("app=web".into())
+                .pick(&nodes, &on)
+                .unwrap()
+                .0,
+            "cp"
+        );
+        let everywhere: BTreeSet<String> =
+            ["cp", "w1", "w2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            NodePick::Without("app=web".into())
+                .pick(&nodes, &everywhere)
+                .unwrap_err(),
+            "found no node without ready pods app=web among [cp, w1, w2] (pods on [cp, w1, w2])"
+        );
+    }
+
+    #[test]
+    fn patches_render_every_string() {
+        let facts = Facts {
+            vars: [("spareIP:1".to_string(), "172.18.250.3".to_string())].into(),
+            ..Default::default()
+        };
+        let merge =
+            serde_json::json!({"spec": {"externalIPs": ["${spareIP:1}"], "ports": [{"port": 80}]}});
+        let mut found = Vec::new();
+        strings(&merge, &mut found);
+        assert_eq!(found, ["${spareIP:1}"]);
+        assert_eq!(
+            render_json(&merge, &facts),
+            serde_json::json!({"spec": {"externalIPs": ["172.18.250.3"], "ports": [{"port": 80}]}})
+        );
+        assert!(placeholders(&["${frobnicate:x}".into()]).is_empty());
+    }
+}
