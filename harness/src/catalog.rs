@@ -275,7 +275,7 @@ mod tests {
             .load_catalog()
             .unwrap_err();
         assert!(
-            crate::cluster::error_chain(&err).contains(&path.display().to_string()),
+            err.to_string().contains(&path.display().to_string()),
             "{err}"
         );
         let missing = Project::built_in().with_cases_dir(&dir.path().join("nope"));

@@ -22,8 +22,6 @@ pub enum Error {
     Kubeconfig(#[from] KubeconfigError),
     #[error(transparent)]
     Report(#[from] ReportError),
-    #[error(transparent)]
-    Cluster(#[from] crate::runner::ClusterError),
     #[error("{0}")]
     BadInput(String),
     #[error("cannot read {path}")]

@@ -6,13 +6,11 @@
 use std::time::Duration;
 
 use super::command;
+use crate::kube::namespace::{MANAGED_BY, MANAGED_BY_KEY};
 
 /// The docker network kind puts every cluster's nodes on; kind creates it on
 /// first use and never removes it.
 pub const KIND_NETWORK: &str = "kind";
-/// The label key on everything svcconf creates (namespaces, containers).
-pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "svcconf";
 /// The label naming the process that started a container, so a later run
 /// can tell a dead run's leftovers from a live run's containers.
 const PID_KEY: &str = "svcconf.io/pid";

@@ -9,7 +9,9 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
-pub use crate::cluster::docker::{MANAGED_BY, MANAGED_BY_KEY};
+/// The label key on everything svcconf creates (namespaces, containers).
+pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "svcconf";
 pub const RUN_KEY: &str = "svcconf.io/run";
 pub const CASE_KEY: &str = "svcconf.io/case";
 
