@@ -158,8 +158,7 @@ mod tests {
 
     #[test]
     fn reads_the_probe_crate_reports() {
-        // What svcconf-probe prints must read back without loss: a field
-        // renamed there would turn into an empty (failing) observation here.
+        // What svcconf-probe prints reads back into the same types.
         let mut tally = svcconf_probe::HttpReport {
             url: "http://web:80/".into(),
             count: 2,

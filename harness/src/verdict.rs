@@ -17,13 +17,13 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
         (Assertion::AllFailWith(kind), ProbeReport::Http(r)) => all_fail_with(r, kind),
         (Assertion::ClientIpIsClientPod, ProbeReport::Http(r)) => client_ip(r, &obs.client_ip),
         (Assertion::TcpResult(want), ProbeReport::Tcp(r)) => {
-            if r.result.eq_ignore_ascii_case(want) {
+            if r.result.as_str().eq_ignore_ascii_case(want) {
                 Ok(())
             } else {
                 Err(format!(
                     "expected tcp {} to be {want}, saw {}",
                     r.target,
-                    or_none(&r.result)
+                    r.result.as_str()
                 ))
             }
         }
@@ -376,7 +376,7 @@ fn join<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ProbeErrors;
+    use crate::model::ErrorCounts;
     use crate::template::PodFact;
 
     fn http(backends: &[(&str, u32)], ok: u32, count: u32) -> Observation {
@@ -393,7 +393,7 @@ mod tests {
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-            errors: ProbeErrors {
+            errors: ErrorCounts {
                 refused: count - ok,
                 ..Default::default()
             },
@@ -550,7 +550,7 @@ mod tests {
             }
             .into(),
             answers: answers.iter().map(|a| a.to_string()).collect(),
-            error: None,
+            ..Default::default()
         }))
     }
 
@@ -662,7 +662,7 @@ mod tests {
             record_type: "A".into(),
             rcode: "NOERROR".into(),
             answers: vec!["10.96.0.20".into()],
-            error: None,
+            ..Default::default()
         };
         let obs = observation(ProbeReport::Dns(report));
         let f = facts();

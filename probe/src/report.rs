@@ -58,7 +58,7 @@ pub fn classify_io(err: &io::Error) -> ErrorKind {
 }
 
 /// Result of a `tcp` or `udp` probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Connected,
@@ -67,7 +67,23 @@ pub enum Outcome {
     Timeout,
     Reset,
     Dns,
+    /// Also what a report without a result reads as.
+    #[default]
     Other,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Answered => "answered",
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Dns => "dns",
+            Self::Other => "other",
+        }
+    }
 }
 
 impl From<ErrorKind> for Outcome {
@@ -84,6 +100,7 @@ impl From<ErrorKind> for Outcome {
 
 /// Failed attempts by kind; every kind is always present so a missing key never reads as 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ErrorCounts {
     pub refused: u32,
     pub timeout: u32,
@@ -95,6 +112,20 @@ pub struct ErrorCounts {
 impl ErrorCounts {
     pub fn total(&self) -> u32 {
         self.refused + self.timeout + self.reset + self.dns + self.other
+    }
+
+    /// `(kind, count)` for every kind that happened.
+    pub fn nonzero(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("refused", self.refused),
+            ("timeout", self.timeout),
+            ("reset", self.reset),
+            ("dns", self.dns),
+            ("other", self.other),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
     }
 }
 
@@ -119,9 +150,11 @@ pub(crate) fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Output of `svcconf-probe http`.
+/// Output of `svcconf-probe http`. Read leniently (the harness reads it
+/// back): a field that is not there is empty, and an empty report fails
+/// every expectation instead of passing it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HttpReport {
     pub url: String,
     pub count: u32,
@@ -144,6 +177,14 @@ pub struct HttpReport {
     pub first_error: Option<String>,
     /// First 300 characters of the first response body.
     pub body_snippet: Option<String>,
+}
+
+impl HttpReport {
+    /// The container port of the first answer, read from its echo reply.
+    pub fn first_server_port(&self) -> Option<u16> {
+        let echo: EchoReply = serde_json::from_str(self.body_snippet.as_deref()?).ok()?;
+        Some(echo.server_port)
+    }
 }
 
 /// Accumulates attempts into an [`HttpReport`]; no I/O, so the counting is unit-tested.
@@ -214,8 +255,8 @@ impl HttpTally {
 }
 
 /// Output of `svcconf-probe tcp`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TcpReport {
     pub target: String,
     pub result: Outcome,
@@ -236,7 +277,8 @@ pub struct UdpReport {
 }
 
 /// Output of `svcconf-probe dns`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DnsReport {
     pub name: String,
     #[serde(rename = "type")]

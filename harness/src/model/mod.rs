@@ -14,4 +14,4 @@ pub use case::{
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
 pub use expectation::Assertion;
 pub use mode::{ProxyMode, UnknownProxyMode};
-pub use observation::{DnsReport, HttpReport, Observation, ProbeErrors, ProbeReport, TcpReport};
+pub use observation::{DnsReport, ErrorCounts, HttpReport, Observation, ProbeReport, TcpReport};

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::cluster::docker::{self, KIND_NETWORK};
-use crate::model::{Observation, Probe};
+use crate::model::{Observation, Probe, ProbeReport};
 use crate::template::Facts;
 
 use super::{parse, ProbeError, REQUEST_TIMEOUT_MS};
@@ -18,7 +18,7 @@ pub const EXTERNAL_CLIENT: &str = "harness";
 /// Runs `probe` from this process.
 pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError> {
     let timeout = Duration::from_millis(u64::from(REQUEST_TIMEOUT_MS));
-    let (command, target, raw) = match probe {
+    let (command, target, report) = match probe {
         Probe::Http {
             target,
             count,
@@ -32,12 +32,12 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             opts.interval = Duration::from_millis(u64::from(*interval_ms));
             let report = svcconf_probe::http_probe(&opts).await;
             let command = format!("http {url} --count {count}");
-            (command, facts.render(target), to_json(&report))
+            (command, facts.render(target), ProbeReport::Http(report))
         }
         Probe::Tcp { target } => {
             let target = facts.render(target);
             let report = svcconf_probe::tcp_probe(&target, timeout).await;
-            (format!("tcp {target}"), target, to_json(&report))
+            (format!("tcp {target}"), target, ProbeReport::Tcp(report))
         }
         Probe::Dns { name, .. } => {
             return Err(ProbeError::NoReport {
@@ -47,11 +47,12 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             })
         }
     };
-    let report = parse(probe, &raw).ok_or_else(|| ProbeError::NoReport {
-        pod: EXTERNAL_CLIENT.into(),
-        status: command.clone(),
-        stderr: raw.chars().take(400).collect(),
-    })?;
+    // The same JSON an in-pod probe prints, as evidence.
+    let raw = match &report {
+        ProbeReport::Http(r) => to_json(r),
+        ProbeReport::Tcp(r) => to_json(r),
+        ProbeReport::Dns(r) => to_json(r),
+    };
     Ok(Observation {
         client_pod: EXTERNAL_CLIENT.into(),
         client_node: "outside the cluster".into(),
