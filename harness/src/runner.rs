@@ -215,7 +215,7 @@ impl Clusters {
                 }
                 let client =
                     cluster::connect(kc.kubeconfig, None, &format!("kind cluster {name}")).await?;
-                self.remember_client(mode, &client).await;
+                self.track(mode, |t| t.client = Some(client.clone())).await;
                 if !preload.is_empty() {
                     progress(format!("loading {} into {name}", preload.join(", ")));
                     kind.load_images(&name, preload).await?;
@@ -267,7 +267,8 @@ impl Clusters {
                 if let (Some(kind), Some(docker)) = (kind, &docker) {
                     if let Some(kind_name) = cluster::kind_cluster_name(&client).await {
                         if kind.clusters().await?.contains(&kind_name) {
-                            self.remember_kind_name(mode, &kind_name).await;
+                            self.track(mode, |t| t.kind_name = Some(kind_name.clone()))
+                                .await;
                             for name in cluster::docker::remove_leftovers(docker).await {
                                 progress(format!(
                                     "removed container {name}, left by a run that died"
@@ -308,8 +309,10 @@ impl Clusters {
         }
     }
 
-    /// A kubeconfig cluster that turned out to be kind: its logs can be exported.
-    async fn remember_kind_name(&self, mode: ProxyMode, name: &str) {
+    /// Changes what is tracked of `mode`'s cluster (its client once
+    /// connected; the kind name of a kubeconfig cluster that is kind, so its
+    /// logs can be exported).
+    async fn track(&self, mode: ProxyMode, change: impl FnOnce(&mut Tracked)) {
         if let Some(t) = self
             .tracked
             .lock()
@@ -317,19 +320,7 @@ impl Clusters {
             .iter_mut()
             .find(|t| t.mode == mode)
         {
-            t.kind_name = Some(name.to_string());
-        }
-    }
-
-    async fn remember_client(&self, mode: ProxyMode, client: &kube::Client) {
-        if let Some(t) = self
-            .tracked
-            .lock()
-            .await
-            .iter_mut()
-            .find(|t| t.mode == mode)
-        {
-            t.client = Some(client.clone());
+            change(t);
         }
     }
 
