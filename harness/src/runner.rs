@@ -216,6 +216,7 @@ impl Clusters {
                 let client =
                     cluster::connect(kc.kubeconfig, None, &format!("kind cluster {name}")).await?;
                 self.track(mode, |t| t.client = Some(client.clone())).await;
+                sweep(&client, &progress).await;
                 if !preload.is_empty() {
                     progress(format!("loading {} into {name}", preload.join(", ")));
                     kind.load_images(&name, preload).await?;
@@ -258,6 +259,7 @@ impl Clusters {
                     client: Some(client.clone()),
                     installed: Some(installed.clone()),
                 });
+                sweep(&client, &progress).await;
                 let name = source.name();
                 let info = cluster::describe_cluster(&client, mode, &name, "kubeconfig").await?;
                 check_mode(&info.name, mode, info.detected_mode.as_deref())?;
@@ -402,6 +404,19 @@ impl Clusters {
             }
         }
         done
+    }
+}
+
+/// Removes the namespaces a dead run of this host left on `client`'s cluster.
+async fn sweep(client: &kube::Client, progress: &(dyn Fn(String) + Send + Sync)) {
+    match namespace::delete_leftovers(client).await {
+        Ok(names) if !names.is_empty() => progress(format!(
+            "deleting {} namespaces left by a run that died: {}",
+            names.len(),
+            names.join(", ")
+        )),
+        Ok(_) => {}
+        Err(e) => progress(format!("could not look for leftover namespaces: {e}")),
     }
 }
 

@@ -14,6 +14,17 @@ pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "svcconf";
 pub const RUN_KEY: &str = "svcconf.io/run";
 pub const CASE_KEY: &str = "svcconf.io/case";
+/// Annotations naming the host and process of the run that made a
+/// namespace, so a later run on that host can tell a dead run's leftovers.
+const HOST_KEY: &str = "svcconf.io/host";
+const PID_KEY: &str = "svcconf.io/pid";
+
+/// This host's name, as the annotations record it.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
 
 /// Five lowercase letters/digits, as Kubernetes' generateName does.
 pub fn random_suffix() -> String {
@@ -46,10 +57,15 @@ pub async fn create(
             pod_security.to_string(),
         ),
     ]);
+    let annotations = BTreeMap::from([
+        (HOST_KEY.to_string(), host()),
+        (PID_KEY.to_string(), std::process::id().to_string()),
+    ]);
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             labels: Some(labels),
+            annotations: Some(annotations),
             ..Default::default()
         },
         ..Default::default()
@@ -106,6 +122,29 @@ pub async fn delete_all(
     )
     .await;
     Ok(names)
+}
+
+/// Deletes the namespaces that runs on this host which died (`kill -9`)
+/// left behind: made here, by a process that no longer lives. Runs of other
+/// hosts, and live runs, are left alone. Returns the names.
+pub async fn delete_leftovers(client: &Client) -> Result<Vec<String>, kube::Error> {
+    let api = Api::<Namespace>::all(client.clone());
+    let owned = ListParams::default().labels(&format!("{MANAGED_BY_KEY}={MANAGED_BY}"));
+    let here = host();
+    let mut deleted = Vec::new();
+    for ns in api.list(&owned).await?.items {
+        let annotations = ns.annotations();
+        let dead = annotations.get(HOST_KEY) == Some(&here)
+            && annotations
+                .get(PID_KEY)
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if dead && ns.metadata.deletion_timestamp.is_none() {
+            delete(client, &ns.name_any()).await?;
+            deleted.push(ns.name_any());
+        }
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]
