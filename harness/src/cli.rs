@@ -157,6 +157,16 @@ struct RunArgs {
     lb_addresses: Option<AddressRange>,
 }
 
+impl Target {
+    /// The kubeconfig the flags name (kubectl's precedence fills the rest).
+    fn kubeconfig_source(&self) -> KubeconfigSource {
+        KubeconfigSource {
+            path: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
 impl RunArgs {
     fn junit(&self) -> PathBuf {
         self.junit
@@ -297,12 +307,12 @@ fn provider_kind(target: &Target, plugin: bool) -> Result<ProviderKind, Error> {
 }
 
 /// Whether `client` reaches a kind cluster of this host (whose nodes svcconf
-/// can load local images into).
+/// can load local images into); an unanswered `kind get clusters` says no.
 async fn local_kind_cluster(client: &kube::Client, kind: Option<&Kind>) -> bool {
-    let (Some(kind), Some(name)) = (kind, cluster::kind_cluster_name(client).await) else {
-        return false;
-    };
-    kind.clusters().await.is_ok_and(|c| c.contains(&name))
+    match kind {
+        Some(kind) => matches!(cluster::local_kind_cluster(client, kind).await, Ok(Some(_))),
+        None => false,
+    }
 }
 
 /// The image map: `--image-map`, the probe image (`--probe-image`, else
@@ -346,22 +356,19 @@ async fn images(
     let kind = match provider_kind(target, plugin)? {
         ProviderKind::Kind => true,
         // A kind cluster of this host runs the kit's stand-ins, as a run would.
-        ProviderKind::Kubeconfig => {
-            let source = KubeconfigSource {
-                path: target.kubeconfig.clone(),
-                context: target.context.clone(),
-            };
-            match source.connect().await {
-                Ok(client) => {
-                    local_kind_cluster(&client, Kind::locate(kit.as_ref()).ok().as_ref()).await
-                }
-                Err(_) => false,
+        ProviderKind::Kubeconfig => match target.kubeconfig_source().connect().await {
+            Ok(client) => {
+                local_kind_cluster(&client, Kind::locate(kit.as_ref()).ok().as_ref()).await
             }
-        }
+            Err(_) => false,
+        },
     };
     let map = image_map(target, kit.as_ref(), kind)?;
     let fixtures = Fixtures::new(project.clone(), map);
     let mut images = fixtures.images(&selected)?;
+    // Every run loads the probe image with the cluster (clients outside it
+    // run it too), whichever cases it selected.
+    images.push(fixtures.image_map().resolve(PROBE_IMAGE).to_string());
     if selected.iter().any(|c| c.needs.contains(&Addon::Metallb)) {
         let pin = Pin::load(&project).map_err(|e| Error::BadInput(cluster::error_chain(&e)))?;
         images.extend(
@@ -408,10 +415,7 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
                 "--kubernetes-version and --node-image choose kind node images; your cluster runs what it runs".into(),
             ));
         }
-        let source = KubeconfigSource {
-            path: target.kubeconfig.clone(),
-            context: target.context.clone(),
-        };
+        let source = target.kubeconfig_source();
         // Connect now: a bad kubeconfig, context or server is exit 2 before anything runs.
         let client = source.connect().await?;
         let modes = match target.proxy_mode.clone() {

@@ -267,37 +267,33 @@ impl Clusters {
                 let docker = crate::cluster::command::which("docker");
                 let mut node_images = None;
                 if let (Some(kind), Some(docker)) = (kind, &docker) {
-                    if let Some(kind_name) = cluster::kind_cluster_name(&client).await {
-                        if kind.clusters().await?.contains(&kind_name) {
-                            self.track(mode, |t| t.kind_name = Some(kind_name.clone()))
-                                .await;
-                            for name in cluster::docker::remove_leftovers(docker).await {
-                                progress(format!(
-                                    "removed container {name}, left by a run that died"
-                                ));
-                            }
-                            let mut here = Vec::new();
-                            for image in preload {
-                                if cluster::docker_has_image(docker, image).await {
-                                    here.push(image.clone());
-                                }
-                            }
-                            if !here.is_empty() {
-                                progress(format!(
-                                    "{name} is kind cluster {kind_name}: loading {}",
-                                    here.join(", ")
-                                ));
-                                kind.load_images(&kind_name, &here).await?;
-                            }
-                            let workers = crate::kube::nodes::schedulable(&client).await?;
-                            node_images = Some(NodeImages::new(
-                                kind.clone(),
-                                kind_name,
-                                docker.clone(),
-                                workers,
-                                &here,
-                            ));
+                    if let Some(kind_name) = cluster::local_kind_cluster(&client, kind).await? {
+                        self.track(mode, |t| t.kind_name = Some(kind_name.clone()))
+                            .await;
+                        for name in cluster::docker::remove_leftovers(docker).await {
+                            progress(format!("removed container {name}, left by a run that died"));
                         }
+                        let mut here = Vec::new();
+                        for image in preload {
+                            if cluster::docker_has_image(docker, image).await {
+                                here.push(image.clone());
+                            }
+                        }
+                        if !here.is_empty() {
+                            progress(format!(
+                                "{name} is kind cluster {kind_name}: loading {}",
+                                here.join(", ")
+                            ));
+                            kind.load_images(&kind_name, &here).await?;
+                        }
+                        let workers = crate::kube::nodes::schedulable(&client).await?;
+                        node_images = Some(NodeImages::new(
+                            kind.clone(),
+                            kind_name,
+                            docker.clone(),
+                            workers,
+                            &here,
+                        ));
                     }
                 }
                 Ok(Cluster {

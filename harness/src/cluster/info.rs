@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
+use super::kind::{Kind, KindError};
 use super::proxy_mode::detect_proxy_mode;
 use crate::kube::wait::{self, WaitError};
 use crate::model::{ClusterInfo, ProxyMode};
@@ -55,6 +56,16 @@ pub async fn kind_cluster_name(client: &Client) -> Option<String> {
     names
         .all(|n| n.as_deref() == Some(first.as_str()))
         .then_some(first)
+}
+
+/// The name of the kind cluster of this host that `client` reaches, if it
+/// is one (its nodes say so and `kind get clusters` lists it): its nodes can
+/// be loaded with local images, as a cluster svcconf made.
+pub async fn local_kind_cluster(client: &Client, kind: &Kind) -> Result<Option<String>, KindError> {
+    let Some(name) = kind_cluster_name(client).await else {
+        return Ok(None);
+    };
+    Ok(kind.clusters().await?.contains(&name).then_some(name))
 }
 
 /// What is wrong with the parts every case shares: CoreDNS without ready

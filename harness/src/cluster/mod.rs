@@ -15,7 +15,9 @@ mod proxy_mode;
 
 pub use command::CommandError;
 pub use images::NodeImages;
-pub use info::{describe_cluster, kind_cluster_name, shared_problems, wait_cluster_ready};
+pub use info::{
+    describe_cluster, kind_cluster_name, local_kind_cluster, shared_problems, wait_cluster_ready,
+};
 pub use kind::{
     docker_has_image, kind_config_for_host, kind_network_subnet, proxy_rules, Kind, KindCluster,
     KindError,
