@@ -245,7 +245,6 @@ fn parse_cli(argv: Vec<String>) -> (Cli, bool) {
             let usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
             if usage && in_sonobuoy_plugin() {
                 // sonobuoy waits for the done file: bad arguments still write it.
-                let reason = e.kind().as_str().unwrap_or("bad arguments").to_string();
                 let detail = e.to_string();
                 let first = detail
                     .lines()
@@ -253,7 +252,10 @@ fn parse_cli(argv: Vec<String>) -> (Cli, bool) {
                     .unwrap_or_default()
                     .trim_start_matches("error: ");
                 let _ = e.print();
-                sonobuoy_setup_failure(&SonobuoyResults::from_env(), &format!("{reason}: {first}"));
+                sonobuoy_setup_failure(
+                    &SonobuoyResults::from_env(),
+                    &format!("bad arguments: {first}"),
+                );
                 std::process::exit(i32::from(Exit::BadInput.code()));
             }
             e.exit()
