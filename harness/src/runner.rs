@@ -584,12 +584,16 @@ impl CaseRunner {
             variant,
         };
         if let Some(reason) = self.cannot_run_in_pod(case) {
+            // The reason is also the evidence: JUnit consumers that drop
+            // the skip message (sonobuoy) still show it.
             return CaseResult {
                 key,
-                outcome: CaseOutcome::Skipped { reason },
+                outcome: CaseOutcome::Skipped {
+                    reason: reason.clone(),
+                },
                 seconds: 0.0,
                 namespace: None,
-                evidence: String::new(),
+                evidence: reason,
             };
         }
         let exclusive = variant == Variant::Sabotaged && case.sabotage.exclusive;

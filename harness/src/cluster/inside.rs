@@ -46,7 +46,7 @@ fn outside_part(case: &Case) -> Option<String> {
     let actions = |where_: String, actions: &[Action]| {
         actions.iter().find_map(|a| match a {
             Action::Container { name, .. } => Some(format!(
-                "{where_} starts server {name} outside the cluster (a container on the nodes' network): it needs docker on the nodes' host (kind), run svcconf there"
+                "{where_} starts container {name}, a server outside the cluster on the nodes' network: it needs docker on the nodes' host (kind), run svcconf there"
             )),
             Action::NodeAddress { .. } => Some(format!(
                 "{where_} puts an address on a node (ip addr add in the node): it needs docker on the nodes' host (kind), run svcconf there"
