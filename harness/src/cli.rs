@@ -11,10 +11,12 @@ use std::sync::Arc;
 use crate::catalog::Project;
 use crate::cluster::metallb::{AddressRange, MetallbSource, Pin};
 use crate::cluster::{self, docker_has_image, Kind, Kit, KubeconfigSource};
-use crate::fixture::{Fixtures, PROBE_IMAGE};
+use crate::fixture::{Fixtures, PROBE_IMAGE, SVCCONF_IMAGE};
 use crate::kube::manifest::ImageMap;
 use crate::model::{Addon, Case, Event, ProxyMode, Variant};
-use crate::report::{JsonReporter, JunitReporter, Reporter, Reporters, TerminalReporter};
+use crate::report::{
+    JsonReporter, JunitReporter, Reporter, Reporters, SonobuoyResults, TerminalReporter,
+};
 use crate::runner::{self, Clusters, Deadlines, Provider, RunPlan};
 use crate::{Error, Exit};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -102,7 +104,7 @@ struct Target {
     #[arg(long, value_name = "FILE")]
     image_map: Option<PathBuf>,
     /// The image to run for svcconf/probe:dev (default: the kit's).
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", env = "SVCCONF_PROBE_IMAGE")]
     probe_image: Option<String>,
 }
 
@@ -155,6 +157,12 @@ struct RunArgs {
     /// default on kind: carved from the kind docker network.
     #[arg(long, value_parser = parse_range)]
     lb_addresses: Option<AddressRange>,
+    /// Run as a sonobuoy plugin (on by itself in one: sonobuoy sets
+    /// SONOBUOY=true): the reports go to $SONOBUOY_RESULTS_DIR (default
+    /// /tmp/sonobuoy/results), then its `done` file names the JUnit, also
+    /// when the input is bad.
+    #[arg(long, env = "SONOBUOY")]
+    sonobuoy: bool,
 }
 
 impl Target {
@@ -227,10 +235,67 @@ fn parse_cli(argv: Vec<String>) -> (Cli, bool) {
     if plugin {
         command = command.name("kubectl svcconf").bin_name("kubectl svcconf");
     }
-    let matches = command.get_matches_from(argv);
-    match Cli::from_arg_matches(&matches) {
+    let parsed = command
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
         Ok(cli) => (cli, plugin),
-        Err(e) => e.exit(),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if usage && in_sonobuoy_plugin() {
+                // sonobuoy waits for the done file: bad arguments still write it.
+                let detail = e.to_string();
+                let first = detail
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
+                let _ = e.print();
+                sonobuoy_setup_failure(
+                    &SonobuoyResults::from_env(),
+                    &format!("bad arguments: {first}"),
+                );
+                std::process::exit(i32::from(Exit::BadInput.code()));
+            }
+            e.exit()
+        }
+    }
+}
+
+/// sonobuoy sets SONOBUOY=true in every plugin container.
+fn in_sonobuoy_plugin() -> bool {
+    std::env::var("SONOBUOY").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// A plugin run that could not start: the JUnit with one `setup` error
+/// testcase naming `reason`, then the done file naming it.
+fn sonobuoy_setup_failure(results: &SonobuoyResults, reason: &str) {
+    let junit = results.dir.join("junit.xml");
+    let mut reporters = Reporters::new(vec![Box::new(JunitReporter::new(junit.clone()))]);
+    for event in [
+        Event::RunStarted { planned: vec![] },
+        Event::SetupFailed {
+            reason: reason.to_string(),
+        },
+        Event::RunFinished {
+            seconds: 0.0,
+            interrupted: false,
+        },
+    ] {
+        reporters.handle(&event);
+    }
+    let (_, errors) = reporters.finish();
+    for e in errors {
+        eprintln!("svcconf: error: {}", cluster::error_chain(&e));
+    }
+    match results.write_done(&junit) {
+        Ok(()) => eprintln!(
+            "sonobuoy: {} names {}",
+            results.done_file().display(),
+            junit.display()
+        ),
+        Err(e) => eprintln!("svcconf: error: {}", cluster::error_chain(&e)),
     }
 }
 
@@ -334,6 +399,9 @@ fn image_map(target: &Target, kit: Option<&Kit>, kind: bool) -> Result<ImageMap,
     } else if let Some(probe) = kit.and_then(|k| k.images.probe.as_deref()) {
         images.insert_default(PROBE_IMAGE, probe);
     }
+    if let Some(svcconf) = kit.and_then(|k| k.images.svcconf.as_deref()) {
+        images.insert_default(SVCCONF_IMAGE, svcconf);
+    }
     if kind {
         for (from, to) in kit.iter().flat_map(|k| k.image_map.iter()) {
             images.insert_default(from, to);
@@ -367,8 +435,10 @@ async fn images(
     let fixtures = Fixtures::new(project.clone(), map);
     let mut images = fixtures.images(&selected)?;
     // Every run loads the probe image with the cluster (clients outside it
-    // run it too), whichever cases it selected.
+    // run it too), whichever cases it selected; svcconf's own image is what
+    // runs it in the cluster (deploy/: a Job, or the sonobuoy plugin).
     images.push(fixtures.image_map().resolve(PROBE_IMAGE).to_string());
+    images.push(fixtures.image_map().resolve(SVCCONF_IMAGE).to_string());
     if selected.iter().any(|c| c.needs.contains(&Addon::Metallb)) {
         let pin = Pin::load(&project).map_err(|e| Error::BadInput(cluster::error_chain(&e)))?;
         images.extend(
@@ -513,7 +583,13 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
 
 /// `svcconf run`: the reports are written whatever happens after the
 /// arguments parsed, with an error testcase when no case could run.
-async fn run(cases: Option<&Path>, args: RunArgs, plugin: bool) -> Exit {
+async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
+    let sonobuoy = args.sonobuoy.then(SonobuoyResults::from_env);
+    if let Some(results) = &sonobuoy {
+        args.report_dir = results.dir.clone();
+        args.junit = None;
+        args.json = None;
+    }
     let (junit, json) = (args.junit(), args.json());
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let reporters: Vec<Box<dyn Reporter>> = vec![
@@ -538,12 +614,19 @@ async fn run(cases: Option<&Path>, args: RunArgs, plugin: bool) -> Exit {
     });
     let started = std::time::Instant::now();
     let mut cancelled = cancel_rx.clone();
+    let problem = sonobuoy.as_ref().and_then(|s| s.problem.clone());
     let prepared = tokio::select! {
-        p = prepare(cases, &args, plugin) => p.map_err(|e| (cluster::error_chain(&e), e.exit())),
+        p = async {
+            match problem {
+                Some(problem) => Err((problem, Exit::BadInput)),
+                None => prepare(cases, &args, plugin).await.map_err(|e| (cluster::error_chain(&e), e.exit())),
+            }
+        } => p,
         _ = cancelled.wait_for(|c| *c) => Err(("interrupted before any case started".to_string(), Exit::Interrupted)),
     };
     let exit = match prepared {
         Err((reason, exit)) => {
+            eprintln!("svcconf: error: {reason}");
             for event in [
                 Event::RunStarted { planned: vec![] },
                 Event::SetupFailed { reason },
@@ -570,6 +653,17 @@ async fn run(cases: Option<&Path>, args: RunArgs, plugin: bool) -> Exit {
         }
     };
     let (_record, errors) = reporting.await.expect("reporter task");
+    // sonobuoy's worker waits for this, whatever happened before.
+    if let Some(results) = &sonobuoy {
+        match results.write_done(&junit) {
+            Ok(()) => eprintln!(
+                "sonobuoy: {} names {}",
+                results.done_file().display(),
+                junit.display()
+            ),
+            Err(e) => eprintln!("svcconf: error: {}", cluster::error_chain(&e)),
+        }
+    }
     if let Some(e) = errors.into_iter().next() {
         eprintln!("svcconf: error: {}", cluster::error_chain(&e));
         return Exit::BadInput;

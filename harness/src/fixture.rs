@@ -15,6 +15,10 @@ pub const CLIENTS_DAEMONSET: &str = "svcconf-client";
 /// The image every fixture names for the probe; the image map (by default
 /// the kit's probe image) says what actually runs.
 pub const PROBE_IMAGE: &str = "svcconf/probe:dev";
+/// svcconf's own image (a static binary `FROM scratch`, uid 65532), for
+/// runs inside the cluster (`deploy/`: a Job, the sonobuoy plugin); the
+/// image map says what is actually pulled (by default the kit's).
+pub const SVCCONF_IMAGE: &str = "svcconf/svcconf:dev";
 
 pub struct Fixtures {
     project: Project,

@@ -243,6 +243,7 @@ impl Clusters {
                         .map(|d| NodeImages::new(kind.clone(), name.clone(), d, workers, preload)),
                     docker,
                     installed: Arc::default(),
+                    in_pod: false,
                 })
             }
             Provider::Kubeconfig {
@@ -302,6 +303,7 @@ impl Clusters {
                     docker: node_images.as_ref().and(docker),
                     node_images,
                     installed,
+                    in_pod: source.in_cluster() && source.context.is_none(),
                 })
             }
         }
@@ -581,6 +583,19 @@ impl CaseRunner {
             case: case.name.clone(),
             variant,
         };
+        if let Some(reason) = self.cannot_run_in_pod(case) {
+            // The reason is also the evidence: JUnit consumers that drop
+            // the skip message (sonobuoy) still show it.
+            return CaseResult {
+                key,
+                outcome: CaseOutcome::Skipped {
+                    reason: reason.clone(),
+                },
+                seconds: 0.0,
+                namespace: None,
+                evidence: reason,
+            };
+        }
         let exclusive = variant == Variant::Sabotaged && case.sabotage.exclusive;
         // Taken before the clock starts: waiting for the others is not the case's time.
         let (_shared, _alone) = if exclusive {
@@ -601,7 +616,10 @@ impl CaseRunner {
         let (outcome, namespace) = match created {
             Err(e) => (
                 CaseOutcome::Error {
-                    message: format!("cannot create the case namespace: {e}"),
+                    message: format!(
+                        "cannot create the case namespace: {}",
+                        cluster_error_chain(&e)
+                    ),
                 },
                 None,
             ),
@@ -647,6 +665,16 @@ impl CaseRunner {
             namespace,
             evidence: evidence.join("\n"),
         }
+    }
+
+    /// Run from a pod of the cluster itself, why `case` cannot run: it needs
+    /// a client or server outside the cluster, or LoadBalancer addresses
+    /// nobody gave (see `cluster::inside`).
+    fn cannot_run_in_pod(&self, case: &Case) -> Option<String> {
+        if !self.cluster.in_pod {
+            return None;
+        }
+        cluster::inside::skip_reason(case, self.metallb_source.addresses.is_some())
     }
 
     async fn run_in(
@@ -916,8 +944,9 @@ impl CaseRunner {
         let results = join_all(ready.iter().map(|r| jig.wait(r, self.deadlines.ready))).await;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             let pods = jig.unready_pods().await;
+            let e = cluster_error_chain(&e);
             return Err(if pods.is_empty() {
-                e.to_string()
+                e
             } else {
                 format!("{e}\n{pods}")
             });

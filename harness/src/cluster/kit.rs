@@ -43,6 +43,9 @@ pub struct KitManifests {
 #[serde(rename_all = "camelCase")]
 pub struct KitImages {
     pub probe: Option<String>,
+    /// svcconf's own image, for runs inside the cluster.
+    #[serde(default)]
+    pub svcconf: Option<String>,
     pub metallb_controller: Option<String>,
     pub metallb_speaker: Option<String>,
 }

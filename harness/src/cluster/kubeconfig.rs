@@ -55,7 +55,7 @@ fn home_kubeconfig() -> Option<PathBuf> {
 impl KubeconfigSource {
     /// No flag, no `KUBECONFIG`, no `~/.kube/config`, but a pod's service
     /// account: kubectl's last resort.
-    fn in_cluster(&self) -> bool {
+    pub fn in_cluster(&self) -> bool {
         self.path.is_none()
             && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty())
             && !home_kubeconfig().is_some_and(|p| p.is_file())
@@ -152,12 +152,23 @@ async fn reach(config: Config) -> Result<Client, KubeconfigError> {
     }
 }
 
-/// `err: cause: cause`, as one line.
+/// `err: cause: cause`, as one line. A request RBAC refused (API 403)
+/// ends the line as the permission it lacked (verb, resource, API group,
+/// namespace) instead of the server's raw status.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
+    let text = err.to_string();
+    if let Some(p) = crate::kube::rbac::parse_forbidden(&text) {
+        return p.to_string();
+    }
+    let mut out = text;
     let mut source = err.source();
     while let Some(s) = source {
         let text = s.to_string();
+        if let Some(p) = crate::kube::rbac::parse_forbidden(&text) {
+            out.push_str(": ");
+            out.push_str(&p.to_string());
+            break;
+        }
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
@@ -182,5 +193,30 @@ impl KubeconfigSource {
         }
         let kubeconfig = self.read()?;
         connect(kubeconfig, self.context.as_deref(), &self.origin()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_request_reads_as_the_missing_permission() {
+        let status = kube::core::Status {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: r#"pods "svcconf-client-abcde" is forbidden: User "system:serviceaccount:sonobuoy:svcconf" cannot create resource "pods/exec" in API group "" in the namespace "svcconf-dns-x1y2z""#.into(),
+            ..Default::default()
+        };
+        let err = kube::Error::Api(Box::new(status));
+        assert_eq!(
+            error_chain(&err),
+            "missing permission: verb create on resource pods/exec of API group core (\"\") in namespace svcconf-dns-x1y2z, for system:serviceaccount:sonobuoy:svcconf (403 Forbidden; deploy/rbac.yaml lists what svcconf needs)"
+        );
+        let wrapped = KubeconfigError::Client("https://x".into(), err);
+        assert_eq!(
+            error_chain(&wrapped),
+            "cannot build a client for https://x: missing permission: verb create on resource pods/exec of API group core (\"\") in namespace svcconf-dns-x1y2z, for system:serviceaccount:sonobuoy:svcconf (403 Forbidden; deploy/rbac.yaml lists what svcconf needs)"
+        );
     }
 }

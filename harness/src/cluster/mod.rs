@@ -6,6 +6,7 @@ pub(crate) mod command;
 pub mod docker;
 mod images;
 mod info;
+pub mod inside;
 mod kind;
 mod kit;
 mod kubeconfig;
@@ -44,4 +45,7 @@ pub struct Cluster {
     /// Cluster-wide objects this run installed (MetalLB) on a cluster it
     /// does not delete: removed at teardown.
     pub installed: std::sync::Arc<metallb::Installed>,
+    /// svcconf runs in a pod of this very cluster (its service account):
+    /// nothing it starts is outside the cluster (`inside`).
+    pub in_pod: bool,
 }

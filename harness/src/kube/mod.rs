@@ -1,5 +1,6 @@
 //! The Kubernetes layer: server-side apply, namespaces, named waits with
-//! caller-applied deadlines, exec, and the per-case jig.
+//! caller-applied deadlines, exec, the per-case jig, and refused requests
+//! named as the permission they lacked (`rbac`).
 
 pub mod apply;
 pub mod exec;
@@ -7,4 +8,5 @@ pub mod jig;
 pub mod manifest;
 pub mod namespace;
 pub mod nodes;
+pub mod rbac;
 pub mod wait;

@@ -5,11 +5,13 @@
 mod json;
 mod junit;
 mod record;
+pub mod sonobuoy;
 mod terminal;
 
 pub use json::JsonReporter;
 pub use junit::{junit_xml, JunitReporter};
 pub use record::{ModeState, RunRecord};
+pub use sonobuoy::SonobuoyResults;
 pub use terminal::{table, TerminalReporter};
 
 use crate::model::Event;
