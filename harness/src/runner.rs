@@ -244,6 +244,7 @@ impl Clusters {
                     docker,
                     installed: Arc::default(),
                     in_pod: false,
+                    may_switch_mode: true,
                 })
             }
             Provider::Kubeconfig {
@@ -304,6 +305,8 @@ impl Clusters {
                     node_images,
                     installed,
                     in_pod: source.in_cluster() && source.context.is_none(),
+                    may_switch_mode: std::env::var("SVCCONF_ALLOW_MODE_SWITCH").as_deref()
+                        == Ok("1"),
                 })
             }
         }
@@ -501,12 +504,14 @@ impl CaseRunner {
 
     async fn defer(&self, namespace: &str, undo: Option<steps::Undo>) {
         if let Some(u) = undo {
-            self.pending
-                .lock()
-                .await
-                .entry(namespace.to_string())
-                .or_default()
-                .push(u);
+            let mut pending = self.pending.lock().await;
+            let list = pending.entry(namespace.to_string()).or_default();
+            // The first mode switch knows the cluster as it was; a later one
+            // would restore an intermediate mode.
+            let mode_switch = |u: &steps::Undo| matches!(u, steps::Undo::ProxyMode { .. });
+            if !(mode_switch(&u) && list.iter().any(mode_switch)) {
+                list.push(u);
+            }
         }
     }
 
@@ -583,7 +588,7 @@ impl CaseRunner {
             case: case.name.clone(),
             variant,
         };
-        if let Some(reason) = self.cannot_run_in_pod(case) {
+        if let Some(reason) = self.skip_reason(case) {
             // The reason is also the evidence: JUnit consumers that drop
             // the skip message (sonobuoy) still show it.
             return CaseResult {
@@ -596,7 +601,8 @@ impl CaseRunner {
                 evidence: reason,
             };
         }
-        let exclusive = variant == Variant::Sabotaged && case.sabotage.exclusive;
+        let exclusive =
+            case.exclusive || (variant == Variant::Sabotaged && case.sabotage.exclusive);
         // Taken before the clock starts: waiting for the others is not the case's time.
         let (_shared, _alone) = if exclusive {
             (None, Some(self.exclusive.write().await))
@@ -667,10 +673,26 @@ impl CaseRunner {
         }
     }
 
-    /// Run from a pod of the cluster itself, why `case` cannot run: it needs
-    /// a client or server outside the cluster, or LoadBalancer addresses
-    /// nobody gave (see `cluster::inside`).
-    fn cannot_run_in_pod(&self, case: &Case) -> Option<String> {
+    /// Why `case` is not run here: it switches kube-proxy's mode on a
+    /// cluster svcconf may not change; or, run from a pod of the cluster
+    /// itself, it needs a client or server outside the cluster, or
+    /// LoadBalancer addresses nobody gave (see `cluster::inside`).
+    fn skip_reason(&self, case: &Case) -> Option<String> {
+        let switches = case
+            .steps
+            .iter()
+            .flat_map(|s| &s.actions)
+            .chain(&case.sabotage.actions)
+            .any(|a| matches!(a, crate::model::Action::ProxyMode { .. }));
+        if switches && (self.cluster.in_pod || !self.cluster.may_switch_mode) {
+            let why = "it switches kube-proxy's mode for the whole cluster: svcconf does that on \
+                       the kind clusters it makes, or from outside with SVCCONF_ALLOW_MODE_SWITCH=1 \
+                       (a cluster you may change)";
+            return Some(match self.cluster.in_pod {
+                true => format!("in-cluster run (svcconf in a pod): {why}"),
+                false => why.to_string(),
+            });
+        }
         if !self.cluster.in_pod {
             return None;
         }
@@ -786,7 +808,9 @@ impl CaseRunner {
             let patch = case.sabotage.patch.clone().map(Action::Patch);
             let images = self.fixtures.image_map();
             for action in patch.iter().chain(&case.sabotage.actions) {
-                match steps::perform(jig, &self.applier, images, action).await {
+                match steps::perform(jig, &self.applier, images, self.cluster.info.mode, action)
+                    .await
+                {
                     Ok((done, to_undo)) => {
                         evidence.push(format!("sabotage: {done}"));
                         self.defer(&jig.namespace, to_undo).await;
@@ -826,7 +850,9 @@ impl CaseRunner {
             phase(format!("step {}", step.name));
             for action in &step.actions {
                 let images = self.fixtures.image_map();
-                match steps::perform(jig, &self.applier, images, action).await {
+                match steps::perform(jig, &self.applier, images, self.cluster.info.mode, action)
+                    .await
+                {
                     Ok((done, to_undo)) => {
                         evidence.push(format!("step {}: {done}", step.name));
                         self.defer(&jig.namespace, to_undo).await;
@@ -834,14 +860,23 @@ impl CaseRunner {
                     Err(message) => return error(format!("step {}: {message}", step.name)),
                 }
             }
+            let acted = Instant::now();
             let within = Duration::from_secs(step.within_seconds);
-            let waits = step.settle.iter().map(|r| jig.wait(r, within));
+            let waits = step.settle.iter().map(|r| self.wait_one(jig, r, within));
             if let Some(Err(e)) = join_all(waits).await.into_iter().find(Result::is_err) {
                 return CaseOutcome::Failed {
                     message: format!("step {}: {e}", step.name),
                 };
             }
+            let settled = acted.elapsed();
             let outcome = self.checks_until(jig, &step.checks, true, evidence).await;
+            // A mode switch's restart-to-correct-answer time, for one.
+            evidence.push(format!(
+                "step {}: settled {:.1}s and its checks' verdict {:.1}s after its actions",
+                step.name,
+                settled.as_secs_f64(),
+                acted.elapsed().as_secs_f64()
+            ));
             if outcome != CaseOutcome::Passed {
                 return match outcome {
                     CaseOutcome::Failed { message } => CaseOutcome::Failed {
@@ -941,10 +976,14 @@ impl CaseRunner {
     /// All waits at once (they watch different objects), each with the
     /// readiness deadline; the first failure names what did not happen.
     async fn wait_all(&self, jig: &Jig, ready: &[Readiness]) -> Result<(), String> {
-        let results = join_all(ready.iter().map(|r| jig.wait(r, self.deadlines.ready))).await;
+        let results = join_all(
+            ready
+                .iter()
+                .map(|r| self.wait_one(jig, r, self.deadlines.ready)),
+        )
+        .await;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             let pods = jig.unready_pods().await;
-            let e = cluster_error_chain(&e);
             return Err(if pods.is_empty() {
                 e
             } else {
@@ -952,6 +991,39 @@ impl CaseRunner {
             });
         }
         Ok(())
+    }
+
+    /// One readiness: the jig's, or kube-proxy's mode, which needs the
+    /// cluster's mode and its nodes (polled: it reads logs and rules).
+    async fn wait_one(
+        &self,
+        jig: &Jig,
+        ready: &Readiness,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let Readiness::ProxyMode { mode } = ready else {
+            return jig
+                .wait(ready, deadline)
+                .await
+                .map_err(|e| cluster_error_chain(&e));
+        };
+        let want = mode.resolve(self.cluster.info.mode)?;
+        let started = Instant::now();
+        let docker = self.cluster.docker.as_deref();
+        loop {
+            let state =
+                cluster::proxy_mode::switched(&jig.client, docker, want, &jig.namespace).await;
+            match state {
+                Ok(_) => return Ok(()),
+                Err(status) if started.elapsed() >= deadline => {
+                    return Err(format!(
+                        "kube-proxy not switched to {want} after {}s: {status}",
+                        deadline.as_secs()
+                    ))
+                }
+                Err(_) => tokio::time::sleep(RETRY_INTERVAL).await,
+            }
+        }
     }
 
     /// Runs one check; `Ok` holds the mismatches (empty: it passed).

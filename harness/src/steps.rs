@@ -8,13 +8,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::Api;
 
+use crate::cluster::proxy_mode;
 use crate::cluster::{command, docker};
 use crate::kube::apply::Applier;
 use crate::kube::exec;
 use crate::kube::jig::Jig;
 use crate::kube::manifest::ImageMap;
 use crate::kube::wait;
-use crate::model::{Action, ObjectPatch, Probe, ProbeReport};
+use crate::model::{Action, ObjectPatch, Probe, ProbeReport, ProxyMode};
 use crate::probe;
 use crate::resolve;
 use crate::template::{render_json, strings, Facts, NodePick};
@@ -30,6 +31,9 @@ pub enum Undo {
     Container { name: String },
     /// A shared object patched (its `restore` patch, ready to apply).
     Patch(ObjectPatch),
+    /// kube-proxy's configuration before the case switched its mode, and
+    /// the mode it ran.
+    ProxyMode { config: String, mode: ProxyMode },
 }
 
 /// How long a restored shared workload (MetalLB's speaker) may take to be
@@ -42,11 +46,14 @@ impl Undo {
         if let Undo::Patch(patch) = self {
             return restore(applier, namespace, patch).await;
         }
+        if let Undo::ProxyMode { config, mode } = self {
+            return restore_mode(applier.client(), config, *mode).await;
+        }
         let Some(docker) = command::which("docker") else {
             return format!("cannot undo {self:?}: no docker");
         };
         match self {
-            Undo::Patch(_) => unreachable!("handled above"),
+            Undo::Patch(_) | Undo::ProxyMode { .. } => unreachable!("handled above"),
             Undo::Address { node, address } => {
                 let cidr = format!("{address}/32");
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
@@ -93,6 +100,30 @@ async fn restore(applier: &Applier, namespace: &str, patch: &ObjectPatch) -> Str
     }
 }
 
+/// Puts kube-proxy's configuration back and, when a pod runs another mode
+/// than `mode` or the ConfigMap was changed, restarts it and waits.
+async fn restore_mode(client: &kube::Client, config: &str, mode: ProxyMode) -> String {
+    let current = proxy_mode::configured(client).await.unwrap_or_default();
+    let running = proxy_mode::switched(client, None, mode, "").await;
+    if current == config && running.is_ok() {
+        return format!("kube-proxy runs {mode} as before the case; nothing to restore");
+    }
+    if let Err(e) = proxy_mode::configure(client, config).await {
+        return format!("could not restore kube-proxy's configuration: {e}");
+    }
+    if !proxy_mode::rolls_on_change(client).await {
+        // The sabotage's OnDelete strategy: its own restore rolls the pods.
+        return format!("restored kube-proxy's configuration ({mode}); its pods roll once its update strategy is restored");
+    }
+    if let Err(e) = proxy_mode::restart(client).await {
+        return format!("restored kube-proxy's configuration, but {e}");
+    }
+    match proxy_mode::rolled_out(client, proxy_mode::ROLLOUT_DEADLINE).await {
+        Ok(()) => format!("restored kube-proxy's configuration ({mode}) and restarted it"),
+        Err(e) => format!("restored kube-proxy's configuration ({mode}), but {e}"),
+    }
+}
+
 async fn facts_for(jig: &Jig, templates: &[String]) -> Result<Facts, String> {
     Ok(Facts {
         vars: resolve::vars(jig, templates).await?,
@@ -106,9 +137,36 @@ pub async fn perform(
     jig: &Jig,
     applier: &Applier,
     images: &ImageMap,
+    cluster_mode: ProxyMode,
     action: &Action,
 ) -> Result<(String, Option<Undo>), String> {
     match action {
+        Action::ProxyMode { to, restart } => {
+            let mode = to.resolve(cluster_mode)?;
+            let client = applier.client();
+            let before = proxy_mode::configured(client).await?;
+            let config = proxy_mode::with_mode(&before, mode).ok_or_else(|| {
+                "kube-proxy's config.conf has no top-level `mode:` line to edit".to_string()
+            })?;
+            proxy_mode::configure(client, &config).await?;
+            let undo = Undo::ProxyMode {
+                config: before,
+                mode: cluster_mode,
+            };
+            if !restart {
+                return Ok((
+                    format!("set mode: {mode} in kube-proxy's ConfigMap, no restart"),
+                    Some(undo),
+                ));
+            }
+            proxy_mode::restart(client).await?;
+            Ok((
+                format!(
+                    "set mode: {mode} in kube-proxy's ConfigMap and restarted DaemonSet kube-proxy"
+                ),
+                Some(undo),
+            ))
+        }
         Action::Patch(patch) => {
             let mut templates = Vec::new();
             strings(&patch.merge, &mut templates);

@@ -12,7 +12,7 @@ mod kit;
 mod kubeconfig;
 pub mod metallb;
 mod preflight;
-mod proxy_mode;
+pub mod proxy_mode;
 
 pub use command::CommandError;
 pub use images::NodeImages;
@@ -48,4 +48,8 @@ pub struct Cluster {
     /// svcconf runs in a pod of this very cluster (its service account):
     /// nothing it starts is outside the cluster (`inside`).
     pub in_pod: bool,
+    /// Cases may change what every workload of the cluster depends on
+    /// (kube-proxy's mode): a kind cluster of svcconf's, or a kubeconfig
+    /// cluster with `SVCCONF_ALLOW_MODE_SWITCH=1`.
+    pub may_switch_mode: bool,
 }

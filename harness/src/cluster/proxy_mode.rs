@@ -4,9 +4,23 @@
 
 use std::fmt;
 
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{ListParams, LogParams};
-use kube::{Api, Client};
+use kube::api::{ListParams, LogParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+
+use super::command;
+use crate::kube::wait;
+use crate::model::ProxyMode;
+
+const KUBE_SYSTEM: &str = "kube-system";
+const KUBE_PROXY: &str = "kube-proxy";
+const CONFIG_KEY: &str = "config.conf";
+/// A restarted kube-proxy DaemonSet of three nodes, on a loaded 2-core host.
+pub const ROLLOUT_DEADLINE: Duration = Duration::from_secs(180);
 
 /// A detected mode and where it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +65,195 @@ pub async fn detect_proxy_mode(client: &Client) -> Option<DetectedMode> {
         mode: mode_from_config(&config)?,
         source: "kube-system/kube-proxy ConfigMap (configured)".into(),
     })
+}
+
+/// kube-proxy's configuration as its ConfigMap holds it (`config.conf`).
+pub async fn configured(client: &Client) -> Result<String, String> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    let map = maps
+        .get(KUBE_PROXY)
+        .await
+        .map_err(|e| format!("get ConfigMap kube-system/kube-proxy: {e}"))?;
+    map.data
+        .and_then(|d| d.get(CONFIG_KEY).cloned())
+        .ok_or_else(|| "ConfigMap kube-system/kube-proxy has no config.conf".to_string())
+}
+
+/// Writes `config` as kube-proxy's configuration (running pods keep theirs).
+pub async fn configure(client: &Client, config: &str) -> Result<(), String> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    let patch = serde_json::json!({"data": {CONFIG_KEY: config}});
+    maps.patch(KUBE_PROXY, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("patch ConfigMap kube-system/kube-proxy: {e}"))?;
+    Ok(())
+}
+
+/// `config` with its top-level `mode:` set to `mode` (the line an operator
+/// edits), or `None` when it has no such line.
+pub fn with_mode(config: &str, mode: ProxyMode) -> Option<String> {
+    let mut found = false;
+    let lines: Vec<String> = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("mode:") {
+                found = true;
+                format!("mode: {mode}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    found.then(|| lines.join("\n") + if config.ends_with('\n') { "\n" } else { "" })
+}
+
+/// `kubectl rollout restart daemonset kube-proxy`: a new template
+/// annotation, so the controller replaces every pod (unless its update
+/// strategy says OnDelete).
+pub async fn restart(client: &Client) -> Result<(), String> {
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": now
+    }}}}});
+    sets.patch(KUBE_PROXY, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("restart DaemonSet kube-system/kube-proxy: {e}"))?;
+    Ok(())
+}
+
+/// Whether kube-proxy's DaemonSet replaces its pods on a template change.
+pub async fn rolls_on_change(client: &Client) -> bool {
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    sets.get(KUBE_PROXY)
+        .await
+        .ok()
+        .and_then(|d| d.spec?.update_strategy?.type_)
+        != Some("OnDelete".to_string())
+}
+
+/// Waits until the kube-proxy DaemonSet rolled out (every pod of the newest
+/// template, ready).
+pub async fn rolled_out(client: &Client, deadline: Duration) -> Result<(), String> {
+    wait::until(
+        Api::<DaemonSet>::namespaced(client.clone(), KUBE_SYSTEM),
+        Some(&format!("metadata.name={KUBE_PROXY}")),
+        "DaemonSet kube-system/kube-proxy".to_string(),
+        deadline,
+        wait::daemonset_ready(KUBE_PROXY),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Where a mode switch stands: `Ok` when every node's kube-proxy runs
+/// `want` and (with docker, on kind) every node's `want` rules hold
+/// `namespace`'s Services while the other mode's rules are gone; else what
+/// is not so yet.
+pub async fn switched(
+    client: &Client,
+    docker: Option<&Path>,
+    want: ProxyMode,
+    namespace: &str,
+) -> Result<String, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    let list = pods
+        .list(&ListParams::default().labels("k8s-app=kube-proxy"))
+        .await
+        .map_err(|e| format!("list kube-proxy pods: {e}"))?;
+    let mut seen = Vec::new();
+    for pod in &list.items {
+        let name = pod.name_any();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Err(format!("{name} on {node} is still terminating"));
+        }
+        let log = pods
+            .logs(&name, &LogParams::default())
+            .await
+            .unwrap_or_default();
+        match mode_from_log(&log) {
+            Some(mode) if mode == want.to_string() => seen.push((node, name)),
+            Some(mode) => {
+                return Err(format!(
+                    "{name} on {node} runs {mode} (its log), want {want}"
+                ))
+            }
+            None => return Err(format!("{name} on {node} has not logged its mode yet")),
+        }
+    }
+    let Some(docker) = docker else {
+        return Ok(format!(
+            "{} kube-proxy pods run {want}; rules not read (no docker: not a kind cluster)",
+            seen.len()
+        ));
+    };
+    let mut lines = Vec::new();
+    for (node, pod) in &seen {
+        let rules = node_rules(docker, node, namespace).await;
+        let (new, old) = match want {
+            ProxyMode::Iptables => (rules.iptables_namespace, rules.nftables_services),
+            ProxyMode::Nftables => (rules.nftables_namespace, rules.iptables_services),
+            ProxyMode::Ipvs => return Err("ipvs rules are not read here".into()),
+        };
+        if new == 0 {
+            return Err(format!(
+                "{node}: no {want} rule mentions {namespace}'s Services yet"
+            ));
+        }
+        if let Some(first) = old.first() {
+            return Err(format!(
+                "{node}: {} Service rules of the old mode are still there (first: {first})",
+                old.len()
+            ));
+        }
+        lines.push(format!(
+            "{node}: {pod} runs {want}; {new} {want} rules mention {namespace}, the other mode programs no Service"
+        ));
+    }
+    Ok(lines.join("; "))
+}
+
+/// What one node's two backends hold: rules mentioning the namespace in
+/// each mode's own syntax, and Service chains of each mode at all.
+struct NodeRules {
+    iptables_namespace: usize,
+    nftables_namespace: usize,
+    iptables_services: Vec<String>,
+    nftables_services: Vec<String>,
+}
+
+async fn node_rules(docker: &Path, node: &str, namespace: &str) -> NodeRules {
+    let deadline = Duration::from_secs(20);
+    let read = |args: &'static [&'static str]| async move {
+        let all = [&["exec", node][..], args].concat();
+        command::run(docker, &all, deadline)
+            .await
+            .unwrap_or_default()
+    };
+    let saved = read(&["iptables-save", "-t", "nat"]).await;
+    // A missing table (after a switch back to iptables) reads as no rules.
+    let table = read(&["nft", "list", "table", "ip", "kube-proxy"]).await;
+    // iptables: `-m comment --comment "<ns>/<svc>:<port> ..."`; nftables:
+    // chains named `service-<hash>-<ns>/<svc>/<proto>/<port>`.
+    let lines = |text: &str, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+        text.lines()
+            .filter(|l| keep(l))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let quoted = format!("\"{namespace}/");
+    let dashed = format!("-{namespace}/");
+    NodeRules {
+        iptables_namespace: lines(&saved, &|l| l.contains("KUBE-") && l.contains(&quoted)).len(),
+        nftables_namespace: lines(&table, &|l| l.contains(&dashed)).len(),
+        iptables_services: lines(&saved, &|l| l.contains("-A KUBE-SVC-")),
+        nftables_services: lines(&table, &|l| l.starts_with("chain service-")),
+    }
 }
 
 /// `"Using nftables Proxier"` → `nftables`.

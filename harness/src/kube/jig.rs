@@ -283,6 +283,11 @@ impl Jig {
                 )
                 .await
             }
+            // Needs the cluster's mode and its nodes: the runner waits on it.
+            Readiness::ProxyMode { .. } => Err(WaitError::Unexpected {
+                what: "kube-proxy's mode".into(),
+                status: "is waited on by the runner, not a case's jig".into(),
+            }),
             Readiness::PodsGone {
                 namespace,
                 selector,

@@ -171,7 +171,10 @@ pub fn daemonset_ready(name: &str) -> impl Fn(&[&DaemonSet]) -> Progress + '_ {
         };
         let s = d.status.clone().unwrap_or_default();
         let updated = s.updated_number_scheduled.unwrap_or(0);
-        let done = s.desired_number_scheduled > 0
+        // A restart (a new template) counts only once the controller saw it.
+        let observed = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+        let done = observed
+            && s.desired_number_scheduled > 0
             && s.number_ready == s.desired_number_scheduled
             && updated == s.desired_number_scheduled;
         Progress::new(

@@ -44,6 +44,10 @@ pub struct Case {
     /// addresses, only for the case's Services; deleted when the case ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_pool: Option<AddressPool>,
+    /// The case changes what every case of the cluster shares (kube-proxy's
+    /// mode): both its runs wait for the others and run alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
     /// The Pod Security level enforced on the case's namespace: probe pods
     /// run `restricted`; an application's public images (WordPress, MySQL)
     /// start as root and need `baseline`.
@@ -145,6 +149,42 @@ pub enum Action {
         #[serde(default)]
         args: Vec<String>,
     },
+    /// Switches kube-proxy's mode as an operator does: `mode:` edited in
+    /// kube-system's `kube-proxy` ConfigMap, then (unless `restart: false`)
+    /// `kubectl rollout restart daemonset kube-proxy`. When the case ends the
+    /// ConfigMap is put back and kube-proxy restarted if it runs otherwise.
+    ProxyMode {
+        to: ModeSwitch,
+        #[serde(default = "yes")]
+        restart: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which mode a switch goes to, relative to the mode the cluster runs when
+/// the case starts: the other of iptables and nftables, or back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ModeSwitch {
+    Other,
+    Original,
+}
+
+impl ModeSwitch {
+    /// The concrete mode on a cluster that started in `cluster`.
+    pub fn resolve(self, cluster: ProxyMode) -> Result<ProxyMode, String> {
+        match (self, cluster) {
+            (ModeSwitch::Original, mode) => Ok(mode),
+            (ModeSwitch::Other, ProxyMode::Iptables) => Ok(ProxyMode::Nftables),
+            (ModeSwitch::Other, ProxyMode::Nftables) => Ok(ProxyMode::Iptables),
+            (ModeSwitch::Other, ProxyMode::Ipvs) => Err(
+                "the mode switch goes between iptables and nftables; this cluster runs ipvs".into(),
+            ),
+        }
+    }
 }
 
 /// Something to wait for, each with the harness's deadline.
@@ -187,6 +227,10 @@ pub enum Readiness {
     /// No pod matching `selector` is left in `namespace` (terminating ones
     /// count as left).
     PodsGone { namespace: String, selector: String },
+    /// Every node's kube-proxy runs `mode` (its log's `Using <mode>
+    /// Proxier`) and, where the nodes can be read (kind), that mode's rules
+    /// hold the case's Services while the other mode programs none.
+    ProxyMode { mode: ModeSwitch },
     /// Exactly `ready` pods matching `selector` are Ready (one was made
     /// unready by a step).
     ReadyPods { selector: String, ready: usize },
@@ -224,6 +268,7 @@ impl Readiness {
                 format!("pods {selector} gone from {namespace}")
             }
             Readiness::ReadyPods { selector, ready } => format!("{ready} Ready pods {selector}"),
+            Readiness::ProxyMode { mode } => format!("kube-proxy switched ({mode:?} mode)"),
             Readiness::TerminatingEndpoints {
                 service,
                 terminating,

@@ -8,8 +8,8 @@ mod mode;
 mod observation;
 
 pub use case::{
-    Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ObjectPatch,
-    PodSecurity, Probe, Readiness, Sabotage, Step,
+    Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ModeSwitch,
+    ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step,
 };
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
 pub use expectation::Assertion;
