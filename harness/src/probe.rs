@@ -60,6 +60,28 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
                 REQUEST_TIMEOUT_MS.to_string(),
             ]);
         }
+        Probe::Udp {
+            target,
+            count,
+            interval_ms,
+            source_port,
+        } => {
+            cmd.extend([
+                "udp".into(),
+                facts.render(target),
+                "--count".into(),
+                count.to_string(),
+                "--timeout-ms".into(),
+                REQUEST_TIMEOUT_MS.to_string(),
+            ]);
+            if *interval_ms > 0 {
+                cmd.extend(["--interval-ms".into(), interval_ms.to_string()]);
+            }
+            if let Some(port) = source_port {
+                let port = crate::template::source_port(*port, facts);
+                cmd.extend(["--source-port".into(), port.to_string()]);
+            }
+        }
         Probe::Dns {
             name,
             record_type,
@@ -84,6 +106,9 @@ pub fn deadline(probe: &Probe) -> Duration {
     let (requests, interval) = match probe {
         Probe::Http {
             count, interval_ms, ..
+        }
+        | Probe::Udp {
+            count, interval_ms, ..
         } => (*count, *interval_ms),
         _ => (1, 0),
     };
@@ -94,7 +119,7 @@ pub fn deadline(probe: &Probe) -> Duration {
 pub fn parse(probe: &Probe, stdout: &str) -> Option<ProbeReport> {
     let json = stdout.trim();
     match probe {
-        Probe::Http { .. } => serde_json::from_str::<HttpReport>(json)
+        Probe::Http { .. } | Probe::Udp { .. } => serde_json::from_str::<HttpReport>(json)
             .ok()
             .map(ProbeReport::Http),
         Probe::Tcp { .. } => serde_json::from_str::<TcpReport>(json)

@@ -32,6 +32,16 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
                     .collect::<Vec<_>>()
                     .join(",")
             }
+            Placeholder::AllPodIps { selector } => {
+                let pods = jig
+                    .running_pods(selector)
+                    .await
+                    .map_err(|e| crate::cluster::error_chain(&e))?;
+                pods.iter()
+                    .map(|p| p.ip.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
             Placeholder::NodeIp(pick) => node_ip(jig, pick).await?,
             Placeholder::SpareIp(pick) => {
                 let node_ip = node_ip(jig, pick).await?;
@@ -81,6 +91,13 @@ pub async fn node(jig: &Jig, pick: &NodePick) -> Result<(String, String), String
             .into_iter()
             .map(|p| p.node)
             .collect(),
+        NodePick::Hosting(sel) => jig
+            .running_pods(sel)
+            .await
+            .map_err(|e| crate::cluster::error_chain(&e))?
+            .into_iter()
+            .map(|p| p.node)
+            .collect(),
         NodePick::Index(_) => BTreeSet::new(),
     };
     pick.pick(&nodes, &pod_nodes).cloned()
@@ -98,10 +115,7 @@ pub fn spare_ip(node_ip: &str, namespace: &str) -> Result<String, String> {
         .parse()
         .map_err(|_| format!("node address {node_ip} is not IPv4: no spare address next to it"))?;
     let [a, b, _, _] = ip.octets();
-    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
-    let h = namespace.bytes().fold(0x811c_9dc5_u32, |h, byte| {
-        (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
+    let h = template::namespace_hash(namespace);
     let x = 200 + (h % 50) as u8;
     let y = 2 + ((h / 50) % 250) as u8;
     Ok(std::net::Ipv4Addr::new(a, b, x, y).to_string())

@@ -1021,7 +1021,9 @@ impl CaseRunner {
             return vec![client_node.to_string()];
         }
         let target = match &check.probe {
-            Probe::Http { target, .. } | Probe::Tcp { target } => facts.render(target),
+            Probe::Http { target, .. } | Probe::Udp { target, .. } | Probe::Tcp { target } => {
+                facts.render(target)
+            }
             Probe::Dns { .. } => return Vec::new(),
         };
         let host = target
@@ -1049,7 +1051,7 @@ impl CaseRunner {
         facts.vars.insert("namespace".into(), jig.namespace.clone());
         let mut templates = match probe {
             Probe::Http { target, path, .. } => vec![target.clone(), path.clone()],
-            Probe::Tcp { target } => vec![target.clone()],
+            Probe::Tcp { target } | Probe::Udp { target, .. } => vec![target.clone()],
             Probe::Dns { name, .. } => vec![name.clone()],
         };
         let mut selectors = BTreeSet::new();
@@ -1061,10 +1063,24 @@ impl CaseRunner {
                 Assertion::Backends { pods, .. } => {
                     selectors.insert(pods.clone());
                 }
+                Assertion::EndpointSliceShards { service, pods, .. } => {
+                    selectors.insert(pods.clone());
+                    let slices = jig
+                        .slice_facts(service)
+                        .await
+                        .map_err(|e| cluster_error_chain(&e))?;
+                    facts.endpoint_slices.insert(service.clone(), slices);
+                }
+                Assertion::BackendsOnClientNode(pods) => {
+                    selectors.insert(pods.clone());
+                }
                 _ => {}
             }
         }
-        if let ClientPlacement::OtherNodeThan(s) | ClientPlacement::SameNodeAs(s) = from {
+        if let ClientPlacement::OtherNodeThan(s)
+        | ClientPlacement::SameNodeAs(s)
+        | ClientPlacement::Pod(s) = from
+        {
             selectors.insert(s.clone());
         }
         facts.vars.extend(resolve::vars(jig, &templates).await?);
@@ -1085,6 +1101,15 @@ impl CaseRunner {
         placement: &ClientPlacement,
         facts: &Facts,
     ) -> Result<PodFact, String> {
+        if let ClientPlacement::Pod(sel) = placement {
+            // By name, like every other choice: the same pod each attempt.
+            return facts
+                .ready_pods
+                .get(sel)
+                .and_then(|pods| pods.first())
+                .cloned()
+                .ok_or_else(|| format!("no Ready pod {sel} to send from"));
+        }
         let clients = jig
             .client_pods()
             .await
@@ -1098,9 +1123,9 @@ impl CaseRunner {
         };
         let (chosen, wanted) = match placement {
             ClientPlacement::AnyNode => (clients.first(), "any node".to_string()),
-            ClientPlacement::External | ClientPlacement::ExternalContainer => {
-                (None, "outside the cluster (not a pod)".to_string())
-            }
+            ClientPlacement::External
+            | ClientPlacement::ExternalContainer
+            | ClientPlacement::Pod(_) => (None, "outside the cluster (not a pod)".to_string()),
             ClientPlacement::OtherNodeThan(sel) => {
                 let busy = nodes_of(sel);
                 (

@@ -23,6 +23,24 @@ pub struct PodFact {
 pub struct Facts {
     pub ready_pods: BTreeMap<String, Vec<PodFact>>,
     pub vars: BTreeMap<String, String>,
+    /// The EndpointSlices of each Service an assertion names.
+    pub endpoint_slices: BTreeMap<String, Vec<SliceFact>>,
+}
+
+/// One EndpointSlice as the verdict reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceFact {
+    pub name: String,
+    pub endpoints: Vec<EndpointFact>,
+}
+
+/// One endpoint of a slice: its first address, whether it is ready, and the
+/// pod it points to (`targetRef`), when it names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointFact {
+    pub address: String,
+    pub ready: bool,
+    pub pod: Option<String>,
 }
 
 impl Facts {
@@ -65,6 +83,9 @@ pub enum Placeholder {
     },
     /// `${podIPs:<label selector>}`: the ready pods' IPs, comma-separated.
     PodIps { selector: String },
+    /// `${allPodIPs:<label selector>}`: every running pod's IP, ready or
+    /// not (what `publishNotReadyAddresses` publishes).
+    AllPodIps { selector: String },
     /// `${nodeIP:<pick>}`: a node's InternalIP.
     NodeIp(NodePick),
     /// `${spareIP:<pick>}`: an unused address beside that node's, for the
@@ -90,6 +111,9 @@ pub enum NodePick {
     With(String),
     /// `${nodeIP:without=<selector>}`: the first node running none.
     Without(String),
+    /// `${nodeIP:hosting=<selector>}`: the first node running a pod
+    /// matching the selector, ready or not (a terminating pod counts).
+    Hosting(String),
 }
 
 impl NodePick {
@@ -99,6 +123,7 @@ impl NodePick {
             (Ok(i), _) => Some(NodePick::Index(i)),
             (_, Some(("without", sel))) => Some(NodePick::Without(sel.to_string())),
             (_, Some(("with", sel))) => Some(NodePick::With(sel.to_string())),
+            (_, Some(("hosting", sel))) => Some(NodePick::Hosting(sel.to_string())),
             _ => None,
         }
     }
@@ -108,6 +133,7 @@ impl NodePick {
             NodePick::Index(i) => i.to_string(),
             NodePick::With(sel) => format!("with={sel}"),
             NodePick::Without(sel) => format!("without={sel}"),
+            NodePick::Hosting(sel) => format!("hosting={sel}"),
         }
     }
 
@@ -120,7 +146,9 @@ impl NodePick {
     ) -> Result<&'a (String, String), String> {
         let found = match self {
             NodePick::Index(i) => nodes.get(*i),
-            NodePick::With(_) => nodes.iter().find(|(n, _)| pod_nodes.contains(n)),
+            NodePick::With(_) | NodePick::Hosting(_) => {
+                nodes.iter().find(|(n, _)| pod_nodes.contains(n))
+            }
             NodePick::Without(_) => nodes.iter().find(|(n, _)| !pod_nodes.contains(n)),
         };
         found.ok_or_else(|| {
@@ -129,6 +157,7 @@ impl NodePick {
                 NodePick::Index(i) => format!("node #{i}"),
                 NodePick::With(sel) => format!("node with ready pods {sel}"),
                 NodePick::Without(sel) => format!("node without ready pods {sel}"),
+                NodePick::Hosting(sel) => format!("node running pods {sel}"),
             };
             format!(
                 "found no {what} among [{}] (pods on [{}])",
@@ -160,6 +189,9 @@ impl Placeholder {
             "podIPs" => Placeholder::PodIps {
                 selector: service(),
             },
+            "allPodIPs" => Placeholder::AllPodIps {
+                selector: service(),
+            },
             "nodeIP" => Placeholder::NodeIp(pick()),
             "spareIP" => Placeholder::SpareIp(pick()),
             "nodePort" => Placeholder::NodePort { service: service() },
@@ -182,6 +214,7 @@ impl Placeholder {
                 service,
             } => ("clusterIP", service.clone()),
             Placeholder::PodIps { selector } => ("podIPs", selector.clone()),
+            Placeholder::AllPodIps { selector } => ("allPodIPs", selector.clone()),
             Placeholder::NodeIp(pick) => ("nodeIP", pick.key()),
             Placeholder::SpareIp(pick) => ("spareIP", pick.key()),
             Placeholder::NodePort { service } => ("nodePort", service.clone()),
@@ -209,6 +242,24 @@ pub fn placeholders(templates: &[String]) -> BTreeSet<Placeholder> {
         })
         .collect()
 }
+/// A stable hash of a case's namespace (FNV-1a: the same across runs and
+/// Rust versions, unlike `DefaultHasher`), to keep what concurrent cases
+/// pick from one host's space apart (spare addresses, source ports).
+pub fn namespace_hash(namespace: &str) -> u32 {
+    namespace.bytes().fold(0x811c_9dc5_u32, |h, byte| {
+        (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The local port a UDP check declared as `sourcePort` really sends from:
+/// offset per case namespace by up to 2000, so the concurrent runs of a case
+/// (plain and sabotaged, and other clusters' from the same harness process)
+/// never share a port, while every check of one run shares one flow.
+pub fn source_port(declared: u16, facts: &Facts) -> u16 {
+    let namespace = facts.vars.get("namespace").map_or("", String::as_str);
+    declared.saturating_add((namespace_hash(namespace) % 2000) as u16)
+}
+
 /// Every string in `value`, for placeholder lookup.
 pub fn strings(value: &Value, out: &mut Vec<String>) {
     match value {
@@ -262,14 +313,18 @@ mod tests {
             "${nodeIP:1}:${nodePort:web}".into(),
             "${nodeIP:with=app=web}:${healthCheckNodePort:web}".into(),
             "${nodeIP:without=app=web}".into(),
+            "${nodeIP:hosting=app=web}".into(),
+            "${allPodIPs:app=web}".into(),
         ]);
         let keys: Vec<String> = found.iter().map(Placeholder::key).collect();
         assert_eq!(
             keys,
             [
+                "allPodIPs:app=web",
                 "nodeIP:1",
                 "nodeIP:with=app=web",
                 "nodeIP:without=app=web",
+                "nodeIP:hosting=app=web",
                 "nodePort:web",
                 "healthCheckNodePort:web"
             ]

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::{Assertion, DnsReport, HttpReport, Observation, ProbeReport};
-use crate::template::Facts;
+use crate::template::{Facts, SliceFact};
 
 /// Judges one assertion: `Ok` when it holds, else the one-line mismatch.
 pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<(), String> {
@@ -65,6 +65,30 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
         (Assertion::MinBackends(n), ProbeReport::Http(r)) => min_backends(r, *n),
         (Assertion::Status(code), ProbeReport::Http(r)) => status(r, *code),
         (Assertion::ClientIpNotClient, ProbeReport::Http(r)) => not_client_ip(r, &obs.client_ip),
+        (
+            Assertion::EndpointSliceShards {
+                service,
+                pods,
+                min_slices,
+                max_slices,
+                max_endpoints,
+            },
+            ProbeReport::Http(r),
+        ) => {
+            let slices = facts
+                .endpoint_slices
+                .get(service)
+                .map_or(&[][..], Vec::as_slice);
+            let shape = Shards {
+                min_slices: *min_slices,
+                max_slices: *max_slices,
+                max_endpoints: *max_endpoints,
+            };
+            shards(r, service, slices, ready_ips(facts, pods), &shape)
+        }
+        (Assertion::BackendsOnClientNode(pods), ProbeReport::Http(r)) => {
+            on_client_node(r, pods, &obs.client_node, facts)
+        }
         (assertion, report) => Err(format!(
             "assertion {} cannot judge a {} probe",
             assertion_name(assertion),
@@ -92,7 +116,142 @@ fn assertion_name(a: &Assertion) -> &'static str {
         Assertion::MinBackends(_) => "minBackends",
         Assertion::Status(_) => "status",
         Assertion::ClientIpNotClient => "clientIpNotClient",
+        Assertion::EndpointSliceShards { .. } => "endpointSliceShards",
+        Assertion::BackendsOnClientNode(_) => "backendsOnClientNode",
     }
+}
+
+fn ready_ips(facts: &Facts, selector: &str) -> BTreeSet<String> {
+    facts
+        .ready_pods
+        .get(selector)
+        .into_iter()
+        .flatten()
+        .map(|p| p.ip.clone())
+        .collect()
+}
+
+/// How a Service's endpoints must be sharded.
+struct Shards {
+    min_slices: usize,
+    max_slices: Option<usize>,
+    max_endpoints: usize,
+}
+
+fn shards(
+    r: &HttpReport,
+    service: &str,
+    slices: &[SliceFact],
+    ready_pods: BTreeSet<String>,
+    want: &Shards,
+) -> Result<(), String> {
+    let sizes = join(
+        slices
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.endpoints.len())),
+    );
+    let n = slices.len();
+    if n < want.min_slices || want.max_slices.is_some_and(|max| n > max) {
+        let range = match want.max_slices {
+            Some(max) if max == want.min_slices => format!("{max}"),
+            Some(max) => format!("{}..{max}", want.min_slices),
+            None => format!("at least {}", want.min_slices),
+        };
+        return Err(format!(
+            "expected {range} EndpointSlices for Service {service}, saw {n}: [{sizes}]"
+        ));
+    }
+    if let Some(big) = slices
+        .iter()
+        .find(|s| s.endpoints.len() > want.max_endpoints)
+    {
+        return Err(format!(
+            "expected at most {} endpoints per EndpointSlice of Service {service}, {} holds {}",
+            want.max_endpoints,
+            big.name,
+            big.endpoints.len()
+        ));
+    }
+    let mut holders: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for slice in slices {
+        for e in slice.endpoints.iter().filter(|e| e.ready) {
+            holders.entry(&e.address).or_default().push(&slice.name);
+        }
+    }
+    if let Some((address, in_slices)) = holders.iter().find(|(_, s)| s.len() > 1) {
+        return Err(format!(
+            "expected each ready address of Service {service} in one EndpointSlice, {address} is in {}",
+            join(in_slices)
+        ));
+    }
+    let seen: BTreeSet<String> = holders.keys().map(|a| a.to_string()).collect();
+    if seen != ready_pods {
+        return Err(format!(
+            "expected the EndpointSlices of Service {service} to hold exactly the {} Ready pods' IPs, \
+             missing [{}], not a Ready pod's [{}]",
+            ready_pods.len(),
+            join(ready_pods.difference(&seen)),
+            join(seen.difference(&ready_pods))
+        ));
+    }
+    // A slice left holding only terminating endpoints (after a scale down)
+    // has no one to answer.
+    let silent: Vec<&str> = slices
+        .iter()
+        .filter(|s| {
+            let mut ready = s.endpoints.iter().filter(|e| e.ready).peekable();
+            ready.peek().is_some()
+                && !ready.any(|e| e.pod.as_ref().is_some_and(|p| r.backends.contains_key(p)))
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    if !silent.is_empty() {
+        return Err(format!(
+            "expected answers from backends of every EndpointSlice of Service {service}, none from [{}] \
+             ({} backends answered {} of {} requests)",
+            join(&silent),
+            r.backends.len(),
+            r.ok,
+            r.count
+        ));
+    }
+    Ok(())
+}
+
+fn on_client_node(
+    r: &HttpReport,
+    selector: &str,
+    client_node: &str,
+    facts: &Facts,
+) -> Result<(), String> {
+    if r.count == 0 || r.ok != r.count {
+        return Err(format!(
+            "expected {n}/{n} requests answered by pods {selector} on {client_node}, saw {ok}{errors}",
+            n = r.count.max(1),
+            ok = r.ok,
+            errors = errors_suffix(r)
+        ));
+    }
+    let pods = facts
+        .ready_pods
+        .get(selector)
+        .map_or(&[][..], Vec::as_slice);
+    let away: Vec<String> = r
+        .backends
+        .iter()
+        .filter_map(|(name, n)| match pods.iter().find(|p| &p.name == name) {
+            Some(p) if p.node == client_node => None,
+            Some(p) => Some(format!("{name} x{n} on {}", p.node)),
+            None => Some(format!("{name} x{n} (not a Ready pod {selector})")),
+        })
+        .collect();
+    if away.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "expected every answer from pods {selector} on the client's node {client_node}, saw {}",
+        join(&away)
+    ))
 }
 
 /// SRV answers read as `PORT TARGET` (the probe prints
@@ -221,8 +380,13 @@ fn all_ok(r: &HttpReport) -> Result<(), String> {
     if r.count > 0 && r.ok == r.count && r.errors.total() == 0 {
         return Ok(());
     }
+    let answered = if r.url.starts_with("udp://") {
+        "answered"
+    } else {
+        "answered 200"
+    };
     Err(format!(
-        "expected {n}/{n} requests to {url} answered 200, saw {ok}{errors}",
+        "expected {n}/{n} requests to {url} {answered}, saw {ok}{errors}",
         n = r.count.max(1),
         url = or_none(&r.url),
         ok = r.ok,
@@ -426,7 +590,124 @@ mod tests {
         Facts {
             ready_pods: [("app=web".to_string(), pods)].into(),
             vars: [("clusterIP:web".into(), "10.96.0.20".into())].into(),
+            ..Default::default()
         }
+    }
+
+    fn sharded(slices: &[&[(&str, &str)]]) -> Facts {
+        let mut facts = Facts::default();
+        let mut pods = Vec::new();
+        let mut out = Vec::new();
+        for (i, endpoints) in slices.iter().enumerate() {
+            let endpoints = endpoints
+                .iter()
+                .map(|(pod, ip)| {
+                    pods.push(PodFact {
+                        name: pod.to_string(),
+                        ip: ip.to_string(),
+                        node: "w1".into(),
+                    });
+                    crate::template::EndpointFact {
+                        address: ip.to_string(),
+                        ready: true,
+                        pod: Some(pod.to_string()),
+                    }
+                })
+                .collect();
+            out.push(SliceFact {
+                name: format!("web-{i}"),
+                endpoints,
+            });
+        }
+        facts.ready_pods.insert("app=web".into(), pods);
+        facts.endpoint_slices.insert("web".into(), out);
+        facts
+    }
+
+    fn shards_assertion(min: usize, max: Option<usize>, per_slice: usize) -> Assertion {
+        Assertion::EndpointSliceShards {
+            service: "web".into(),
+            pods: "app=web".into(),
+            min_slices: min,
+            max_slices: max,
+            max_endpoints: per_slice,
+        }
+    }
+
+    #[test]
+    fn shards_hold_each_ready_pod_once_and_all_answer() {
+        let facts = sharded(&[
+            &[("a", "10.0.0.1"), ("b", "10.0.0.2")],
+            &[("c", "10.0.0.3")],
+        ]);
+        let obs = http(&[("a", 5), ("c", 5)], 10, 10);
+        assert_eq!(judge(&shards_assertion(2, None, 2), &obs, &facts), Ok(()));
+        let too_big = judge(&shards_assertion(2, None, 1), &obs, &facts).unwrap_err();
+        assert!(
+            too_big.contains("at most 1 endpoints per EndpointSlice"),
+            "{too_big}"
+        );
+        let one = judge(&shards_assertion(1, Some(1), 2), &obs, &facts).unwrap_err();
+        assert!(
+            one.starts_with("expected 1 EndpointSlices for Service web, saw 2"),
+            "{one}"
+        );
+        let silent = judge(
+            &shards_assertion(2, None, 2),
+            &http(&[("a", 10)], 10, 10),
+            &facts,
+        );
+        assert!(silent.unwrap_err().contains("none from [web-1]"));
+        // A stale slice of another manager: an address that is no pod's.
+        let mut stale = facts.clone();
+        stale
+            .endpoint_slices
+            .get_mut("web")
+            .unwrap()
+            .push(SliceFact {
+                name: "web-stale".into(),
+                endpoints: vec![crate::template::EndpointFact {
+                    address: "192.0.2.10".into(),
+                    ready: true,
+                    pod: None,
+                }],
+            });
+        let err = judge(&shards_assertion(2, None, 2), &obs, &stale).unwrap_err();
+        assert!(err.contains("not a Ready pod's [192.0.2.10]"), "{err}");
+        let mut dup = facts;
+        dup.endpoint_slices.get_mut("web").unwrap()[1]
+            .endpoints
+            .push(crate::template::EndpointFact {
+                address: "10.0.0.1".into(),
+                ready: true,
+                pod: Some("a".into()),
+            });
+        let err = judge(&shards_assertion(2, None, 2), &obs, &dup).unwrap_err();
+        assert!(err.contains("10.0.0.1 is in web-0, web-1"), "{err}");
+    }
+
+    #[test]
+    fn node_preference_names_the_backends_away_from_the_client() {
+        let mut facts = facts();
+        for (i, pod) in facts
+            .ready_pods
+            .get_mut("app=web")
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            pod.node = format!("w{}", i % 2);
+        }
+        let local = Assertion::BackendsOnClientNode("app=web".into());
+        let mut obs = http(&[("web-7c9f-a", 10), ("web-7c9f-c", 10)], 20, 20);
+        obs.client_node = "w0".into();
+        assert_eq!(judge(&local, &obs, &facts), Ok(()));
+        obs.client_node = "w1".into();
+        let err = judge(&local, &obs, &facts).unwrap_err();
+        assert!(err.contains("web-7c9f-a x10 on w0"), "{err}");
+        let stranger = http(&[("other", 20)], 20, 20);
+        let err = judge(&local, &stranger, &facts).unwrap_err();
+        assert!(err.contains("not a Ready pod app=web"), "{err}");
     }
 
     fn backends3() -> Assertion {

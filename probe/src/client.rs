@@ -11,7 +11,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 use crate::report::{classify_io, millis, ErrorKind, HttpReport, HttpTally, Outcome};
-use crate::{Error, TcpReport, UdpReport};
+use crate::{Error, TcpReport};
 
 /// Bodies past this are dropped unread: the probe needs a snippet and an echo, not pages.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -321,43 +321,64 @@ pub async fn tcp_probe(target: &str, limit: Duration) -> TcpReport {
     }
 }
 
-/// Sends one datagram and waits for one reply. A connected socket is used so that an
+/// What `udp` sends: `count` datagrams to `target`, each waiting `timeout` for one
+/// reply, all from one socket (so one 5-tuple: a conntrack entry left by an earlier
+/// run from the same `source_port` is what the later datagrams meet).
+#[derive(Debug, Clone)]
+pub struct UdpOptions {
+    pub target: String,
+    pub count: u32,
+    pub timeout: Duration,
+    pub interval: Duration,
+    /// The local port to send from; `None` lets the kernel pick one.
+    pub source_port: Option<u16>,
+    pub payload: Vec<u8>,
+}
+
+/// Sends the datagrams and tallies the echo replies as a request tally (`url` is
+/// `udp://<target>`; a reply counts as answered). A connected socket is used so that an
 /// ICMP port-unreachable surfaces as `refused`.
-pub async fn udp_probe(target: &str, payload: &[u8], limit: Duration) -> UdpReport {
-    let start = Instant::now();
-    let attempt = async {
-        let (host, port) =
-            parse_host_port(target, None).map_err(|e| (ErrorKind::Other, e.to_string()))?;
-        let addr = Resolver::for_host(&host).addr(&host, port).await?;
-        let io_err = |e: std::io::Error| (classify_io(&e), format!("{addr}: {e}"));
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
-        };
-        let sock = UdpSocket::bind(local).await.map_err(io_err)?;
-        sock.connect(addr).await.map_err(io_err)?;
-        sock.send(payload).await.map_err(io_err)?;
-        let mut buf = vec![0u8; 65536];
-        let n = sock.recv(&mut buf).await.map_err(io_err)?;
-        buf.truncate(n);
-        Ok(buf)
-    };
-    let (result, reply, error) = match timeout(limit, attempt).await {
-        Ok(Ok(buf)) => {
-            let reply = serde_json::from_slice(&buf)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&buf).into_owned().into());
-            (Outcome::Answered, Some(reply), None)
+pub async fn udp_probe(opts: &UdpOptions) -> HttpReport {
+    let mut tally = HttpTally::new(&format!("udp://{}", opts.target));
+    let sock = match udp_socket(&opts.target, opts.source_port).await {
+        Ok(sock) => sock,
+        Err((kind, msg)) => {
+            (0..opts.count).for_each(|_| tally.error(kind, &msg));
+            return tally.finish();
         }
-        Ok(Err((kind, msg))) => (kind.into(), None, Some(msg)),
-        Err(_) => (Outcome::Timeout, None, Some(timeout_msg(limit))),
     };
-    UdpReport {
-        target: target.to_string(),
-        result,
-        reply,
-        error,
-        latency_ms: millis(start.elapsed()),
+    let mut buf = vec![0u8; 65536];
+    for i in 0..opts.count {
+        if i > 0 && !opts.interval.is_zero() {
+            tokio::time::sleep(opts.interval).await;
+        }
+        let start = Instant::now();
+        let exchange = async {
+            let io_err = |e: std::io::Error| (classify_io(&e), e.to_string());
+            sock.send(&opts.payload).await.map_err(io_err)?;
+            sock.recv(&mut buf).await.map_err(io_err)
+        };
+        match timeout(opts.timeout, exchange).await {
+            Ok(Ok(n)) => tally.datagram(&buf[..n], start.elapsed()),
+            Ok(Err((kind, msg))) => tally.error(kind, &msg),
+            Err(_) => tally.error(ErrorKind::Timeout, &timeout_msg(opts.timeout)),
+        }
     }
+    tally.finish()
+}
+
+async fn udp_socket(target: &str, source_port: Option<u16>) -> Result<UdpSocket, Failure> {
+    let (host, port) =
+        parse_host_port(target, None).map_err(|e| (ErrorKind::Other, e.to_string()))?;
+    let addr = Resolver::for_host(&host).addr(&host, port).await?;
+    let io_err = |e: std::io::Error| (classify_io(&e), format!("{addr}: {e}"));
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], source_port.unwrap_or(0)).into(),
+        SocketAddr::V6(_) => ([0u16; 8], source_port.unwrap_or(0)).into(),
+    };
+    let sock = UdpSocket::bind(local).await.map_err(io_err)?;
+    sock.connect(addr).await.map_err(io_err)?;
+    Ok(sock)
 }
 
 #[cfg(test)]

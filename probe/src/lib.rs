@@ -33,11 +33,12 @@ mod serve;
 
 pub use client::{
     http_probe, parse_host_port, parse_http_url, tcp_probe, udp_probe, HttpOptions, HttpTarget,
+    UdpOptions,
 };
 pub use dns::{dns_probe, dns_probe_with, search_candidates, DnsOptions, DnsType};
 pub use report::{
     classify_io, percentile, DnsReport, EchoReply, ErrorCounts, ErrorKind, HttpReport, HttpTally,
-    LatencyMs, Outcome, TcpReport, UdpReport,
+    LatencyMs, Outcome, TcpReport,
 };
 pub use serve::{run_http, run_udp, serve, ServeOptions, ServeState};
 

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use svcconf_probe::{
     dns_probe, http_probe, parse_host_port, parse_http_url, serve, tcp_probe, udp_probe,
-    DnsOptions, DnsType, HttpOptions, ServeOptions, ServeState,
+    DnsOptions, DnsType, HttpOptions, ServeOptions, ServeState, UdpOptions,
 };
 
 #[derive(Parser)]
@@ -65,12 +65,19 @@ enum Role {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-    /// Send one datagram and wait for one reply.
+    /// N datagrams from one socket, each waiting for one reply; tallied like `http`.
     Udp {
         #[arg(value_parser = valid_target)]
         target: String,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        count: u32,
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        /// Send from this local port (the same 5-tuple as an earlier run).
+        #[arg(long)]
+        source_port: Option<u16>,
         #[arg(long, default_value = "svcconf-probe")]
         payload: String,
     },
@@ -163,9 +170,22 @@ async fn main() {
         Role::Tcp { target, timeout_ms } => print(&tcp_probe(&target, ms(timeout_ms)).await),
         Role::Udp {
             target,
+            count,
             timeout_ms,
+            interval_ms,
+            source_port,
             payload,
-        } => print(&udp_probe(&target, payload.as_bytes(), ms(timeout_ms)).await),
+        } => {
+            let opts = UdpOptions {
+                target,
+                count,
+                timeout: ms(timeout_ms),
+                interval: ms(interval_ms),
+                source_port,
+                payload: payload.into_bytes(),
+            };
+            print(&udp_probe(&opts).await);
+        }
     }
 }
 

@@ -150,7 +150,8 @@ pub(crate) fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Output of `svcconf-probe http`. Read leniently (the harness reads it
+/// Output of `svcconf-probe http`, and of `udp` (a datagram is a request, an echo
+/// reply its answer; `url` is `udp://<target>`). Read leniently (the harness reads it
 /// back): a field that is not there is empty, and an empty report fails
 /// every expectation instead of passing it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -225,6 +226,28 @@ impl HttpTally {
         self.latencies.push(millis(latency));
     }
 
+    /// One UDP reply: answered, and tallied like an HTTP echo when it is one.
+    pub fn datagram(&mut self, reply: &[u8], latency: Duration) {
+        let r = &mut self.report;
+        r.count += 1;
+        r.ok += 1;
+        if r.body_snippet.is_none() {
+            r.body_snippet = Some(String::from_utf8_lossy(reply).chars().take(300).collect());
+        }
+        match serde_json::from_slice::<EchoReply>(reply) {
+            Ok(echo) => {
+                *r.backends.entry(echo.hostname.clone()).or_default() += 1;
+                *r.client_ips.entry(echo.client_ip).or_default() += 1;
+                *r.server_ports
+                    .entry(echo.server_port.to_string())
+                    .or_default() += 1;
+                r.sequence.push(echo.hostname);
+            }
+            Err(_) => r.sequence.push("udp-reply".to_string()),
+        }
+        self.latencies.push(millis(latency));
+    }
+
     pub fn error(&mut self, kind: ErrorKind, message: &str) {
         let r = &mut self.report;
         r.count += 1;
@@ -260,18 +283,6 @@ impl HttpTally {
 pub struct TcpReport {
     pub target: String,
     pub result: Outcome,
-    pub error: Option<String>,
-    pub latency_ms: f64,
-}
-
-/// Output of `svcconf-probe udp`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UdpReport {
-    pub target: String,
-    pub result: Outcome,
-    /// The reply parsed as JSON, or as a string when it is not JSON.
-    pub reply: Option<serde_json::Value>,
     pub error: Option<String>,
     pub latency_ms: f64,
 }

@@ -272,7 +272,7 @@ pub async fn run_udp(socket: UdpSocket, state: Arc<ServeState>) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{http_probe, tcp_probe, udp_probe, HttpOptions, Outcome};
+    use crate::{http_probe, tcp_probe, udp_probe, HttpOptions, Outcome, UdpOptions};
 
     async fn start() -> (Arc<ServeState>, SocketAddr, SocketAddr) {
         let state = Arc::new(ServeState::new("web-1", ""));
@@ -346,20 +346,30 @@ mod tests {
         );
         let tr = tcp_probe(&closed.to_string(), t).await;
         assert_eq!((tr.result, tr.error.is_some()), (Outcome::Refused, true));
-        let ur = udp_probe(&udp.to_string(), b"x", t).await;
-        assert_eq!(ur.result, Outcome::Answered);
-        let reply = ur.reply.unwrap();
+        let udp_opts = |target: String| UdpOptions {
+            target,
+            count: 2,
+            timeout: t,
+            interval: Duration::ZERO,
+            source_port: None,
+            payload: b"x".to_vec(),
+        };
+        let ur = udp_probe(&udp_opts(udp.to_string())).await;
+        assert_eq!((ur.count, ur.ok, ur.backends["web-1"]), (2, 2, 2));
+        assert!(ur.url.starts_with("udp://"), "{}", ur.url);
+        let echo: crate::EchoReply =
+            serde_json::from_str(ur.body_snippet.as_deref().unwrap()).unwrap();
         assert_eq!(
-            (reply["path"].as_str(), reply["podIP"].as_str()),
-            (Some("udp"), Some("127.0.0.1"))
+            (echo.path.as_str(), echo.pod_ip.as_str()),
+            ("udp", "127.0.0.1")
         );
         let closed_udp = UdpSocket::bind("127.0.0.1:0")
             .await
             .unwrap()
             .local_addr()
             .unwrap();
-        let ur = udp_probe(&closed_udp.to_string(), b"x", t).await;
-        assert_eq!(ur.result, Outcome::Refused);
+        let ur = udp_probe(&udp_opts(closed_udp.to_string())).await;
+        assert_eq!((ur.ok, ur.errors.refused), (0, 2));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, WaitError};
 use crate::model::Readiness;
-use crate::template::PodFact;
+use crate::template::{PodFact, SliceFact};
 
 /// How long a LoadBalancer Service that nothing implements is watched to
 /// stay Pending after the implemented one got its address.
@@ -40,9 +40,13 @@ pub struct Jig {
     pub namespace: String,
 }
 
+/// The label the EndpointSlice controller (and kube-proxy) ties a slice to
+/// its Service by.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// A watch of the Service's EndpointSlices (by the label the controller sets).
 fn slices_of(service: &str) -> watcher::Config {
-    watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"))
+    watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={service}"))
 }
 
 /// A watch of the one object of this name.
@@ -105,6 +109,39 @@ impl Jig {
             .filter(|p| is_ready(p))
             .map(pod_fact)
             .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Pods matching `selector` that run with an IP, ready or not,
+    /// terminating or not.
+    pub async fn running_pods(&self, selector: &str) -> Result<Vec<PodFact>, JigError> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(self.api_error(format!("list pods {selector}")))?;
+        let mut out: Vec<PodFact> = pods
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
+            })
+            .map(pod_fact)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The EndpointSlices of `service`, as the verdict reads them.
+    pub async fn slice_facts(&self, service: &str) -> Result<Vec<SliceFact>, JigError> {
+        let slices = self
+            .slices_api()
+            .list(&ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={service}")))
+            .await
+            .map_err(self.api_error(format!("list EndpointSlices of Service {service}")))?;
+        let mut out: Vec<SliceFact> = slices.items.iter().map(wait::slice_fact).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -222,6 +259,29 @@ impl Jig {
                         ),
                     }),
                 }
+            }
+            Readiness::ReadyPods { selector, ready } => {
+                wait::until_config(
+                    Api::<Pod>::namespaced(self.client.clone(), ns),
+                    watcher::Config::default().labels(selector),
+                    format!("pods {selector} in ns {ns}"),
+                    deadline,
+                    wait::ready_pods(*ready),
+                )
+                .await
+            }
+            Readiness::TerminatingEndpoints {
+                service,
+                terminating,
+            } => {
+                wait::until_config(
+                    self.slices_api(),
+                    slices_of(service),
+                    format!("EndpointSlices of Service {service} in ns {ns}"),
+                    deadline,
+                    wait::terminating_endpoints(*terminating),
+                )
+                .await
             }
             Readiness::PodsGone {
                 namespace,

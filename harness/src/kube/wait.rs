@@ -15,6 +15,8 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::template::{EndpointFact, SliceFact};
+
 /// Where a wait stands: done or not, and the state in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
@@ -144,11 +146,19 @@ pub fn deployment_available(name: &str) -> impl Fn(&[&Deployment]) -> Progress +
         let status = d.status.clone().unwrap_or_default();
         let available = status.available_replicas.unwrap_or(0);
         let updated = status.updated_replicas.unwrap_or(0);
+        // Pods of an older template still count here: a rollout is done when
+        // they are gone (as `kubectl rollout status` has it), not when the
+        // old pod alone makes the count.
+        let total = status.replicas.unwrap_or(0);
         let observed =
             status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+        let old = total - updated;
         Progress::new(
-            observed && available == want && updated == want,
-            format!("{available}/{want} available"),
+            observed && available == want && updated == want && total == want,
+            match old {
+                0 => format!("{available}/{want} available"),
+                _ => format!("{available}/{want} available, {old} pods of an older template left"),
+            },
         )
     }
 }
@@ -558,6 +568,72 @@ pub fn load_balancer_ingress(name: &str) -> impl Fn(&[&Service]) -> Progress + '
                 Progress::new(true, format!("EXTERNAL-IP {}", ingress.join(",")))
             }
         }
+    }
+}
+
+/// Exactly `want` of the pods are Ready.
+pub fn ready_pods(want: usize) -> impl Fn(&[&Pod]) -> Progress {
+    move |pods| {
+        let ready = ready_pod_ips(pods).len();
+        Progress::new(
+            ready == want,
+            format!("{ready}/{} pods Ready (want {want})", pods.len()),
+        )
+    }
+}
+
+/// No ready endpoint, and exactly `want` terminating endpoints (each said
+/// serving or not).
+pub fn terminating_endpoints(want: usize) -> impl Fn(&[&DynamicObject]) -> Progress {
+    move |slices| {
+        let endpoints: Vec<serde_json::Value> =
+            slices.iter().flat_map(|s| endpoints_of(s)).collect();
+        let condition = |e: &serde_json::Value, c: &str| e["conditions"][c].as_bool();
+        // An unset `ready` condition means ready (discovery.k8s.io/v1).
+        let ready = endpoints
+            .iter()
+            .filter(|e| condition(e, "ready") != Some(false))
+            .count();
+        let terminating: Vec<&serde_json::Value> = endpoints
+            .iter()
+            .filter(|e| condition(e, "terminating") == Some(true))
+            .collect();
+        let serving = terminating
+            .iter()
+            .filter(|e| condition(e, "serving") == Some(true))
+            .count();
+        Progress::new(
+            ready == 0 && terminating.len() == want,
+            format!(
+                "{ready} ready, {} terminating ({serving} of them serving) endpoints (want 0 and {want})",
+                terminating.len()
+            ),
+        )
+    }
+}
+
+fn endpoints_of(slice: &DynamicObject) -> Vec<serde_json::Value> {
+    slice
+        .data
+        .get("endpoints")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One slice read for the verdict: each endpoint's first address, its
+/// `ready` condition (unset means ready) and the pod it names.
+pub fn slice_fact(slice: &DynamicObject) -> SliceFact {
+    SliceFact {
+        name: slice.name_any(),
+        endpoints: endpoints_of(slice)
+            .iter()
+            .map(|e| EndpointFact {
+                address: e["addresses"][0].as_str().unwrap_or_default().to_string(),
+                ready: e["conditions"]["ready"].as_bool() != Some(false),
+                pod: e["targetRef"]["name"].as_str().map(str::to_string),
+            })
+            .collect(),
     }
 }
 

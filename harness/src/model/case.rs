@@ -187,6 +187,13 @@ pub enum Readiness {
     /// No pod matching `selector` is left in `namespace` (terminating ones
     /// count as left).
     PodsGone { namespace: String, selector: String },
+    /// Exactly `ready` pods matching `selector` are Ready (one was made
+    /// unready by a step).
+    ReadyPods { selector: String, ready: usize },
+    /// The Service's EndpointSlices hold no ready endpoint and exactly
+    /// `terminating` terminating ones (a pod in its preStop delay; whether
+    /// they still serve is the checks' business).
+    TerminatingEndpoints { service: String, terminating: usize },
 }
 
 impl Readiness {
@@ -215,6 +222,13 @@ impl Readiness {
                 selector,
             } => {
                 format!("pods {selector} gone from {namespace}")
+            }
+            Readiness::ReadyPods { selector, ready } => format!("{ready} Ready pods {selector}"),
+            Readiness::TerminatingEndpoints {
+                service,
+                terminating,
+            } => {
+                format!("{terminating} terminating endpoints of Service {service}")
             }
         }
     }
@@ -251,6 +265,10 @@ pub enum ClientPlacement {
     SameNodeAs(String),
     /// Any client pod.
     AnyNode,
+    /// The first Ready pod matching this label selector (by name) is itself
+    /// the client: a backend reaching its own Service (hairpin). Its image
+    /// must be the probe's.
+    Pod(String),
     /// The harness process, outside the cluster (on kind: the host, over
     /// the docker bridge). HTTP and TCP only.
     External,
@@ -279,6 +297,24 @@ pub enum Probe {
     },
     /// One TCP connection attempt.
     Tcp { target: String },
+    /// `count` datagrams from one socket (one source port), each waiting for
+    /// the echo's reply: tallied like `http`, so the same assertions judge it.
+    Udp {
+        target: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default, rename = "intervalMs", skip_serializing_if = "is_zero")]
+        interval_ms: u32,
+        /// Send from this port (offset per case namespace, so concurrent runs
+        /// differ), so a later check of the run from the same client is the
+        /// same flow to conntrack (a stale entry would catch it).
+        #[serde(
+            default,
+            rename = "sourcePort",
+            skip_serializing_if = "Option::is_none"
+        )]
+        source_port: Option<u16>,
+    },
     /// One query through the pod's resolver.
     Dns {
         name: String,
@@ -320,6 +356,17 @@ impl Probe {
                 format!("http {target}{path} x{count}{every}")
             }
             Probe::Tcp { target } => format!("tcp {target}"),
+            Probe::Udp {
+                target,
+                count,
+                source_port,
+                ..
+            } => {
+                let from = source_port
+                    .map(|p| format!(" from port {p}"))
+                    .unwrap_or_default();
+                format!("udp {target} x{count}{from}")
+            }
             Probe::Dns {
                 name, record_type, ..
             } => format!("dns {name} {record_type}"),
@@ -381,8 +428,8 @@ pub enum CaseError {
 }
 
 impl Case {
-    /// Whether the case sends traffic from client pods (in-pod checks, or a
-    /// step's GET): only then does it get the client DaemonSet, three pods
+    /// Whether the case sends traffic from client pods (checks placed by
+    /// node, or a step's GET): only then does it get the client DaemonSet, three pods
     /// fewer to start for a case that probes only from outside.
     pub fn needs_client_pods(&self) -> bool {
         let checks = self
@@ -390,9 +437,11 @@ impl Case {
             .iter()
             .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
         let in_pod = |c: &Check| {
-            !matches!(
+            matches!(
                 c.from,
-                ClientPlacement::External | ClientPlacement::ExternalContainer
+                ClientPlacement::OtherNodeThan(_)
+                    | ClientPlacement::SameNodeAs(_)
+                    | ClientPlacement::AnyNode
             )
         };
         let actions = self

@@ -42,4 +42,27 @@ pub enum Assertion {
     ClientIpNotClient,
     /// Every answer saw the client pod's own IP as the source.
     ClientIpIsClientPod,
+    /// The Service's EndpointSlices shard its endpoints: at least
+    /// `minSlices` slices (at most `maxSlices` when given), none holding more
+    /// than `maxEndpoints`, their ready addresses together exactly the IPs of
+    /// the Ready pods matching `pods`, each once; and the answers came from
+    /// backends of every slice.
+    EndpointSliceShards {
+        service: String,
+        pods: String,
+        #[serde(rename = "minSlices")]
+        min_slices: usize,
+        #[serde(default, rename = "maxSlices", skip_serializing_if = "Option::is_none")]
+        max_slices: Option<usize>,
+        #[serde(default = "default_max_endpoints", rename = "maxEndpoints")]
+        max_endpoints: usize,
+    },
+    /// Every request was answered, each by a pod matching this selector that
+    /// runs on the client's own node (`trafficDistribution: PreferSameNode`).
+    BackendsOnClientNode(String),
+}
+
+/// The EndpointSlice controller's default `--max-endpoints-per-slice`.
+fn default_max_endpoints() -> usize {
+    100
 }

@@ -34,6 +34,29 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             let command = format!("http {url} --count {count}");
             (command, facts.render(target), ProbeReport::Http(report))
         }
+        Probe::Udp {
+            target,
+            count,
+            interval_ms,
+            source_port,
+        } => {
+            let target = facts.render(target);
+            let source_port = source_port.map(|p| crate::template::source_port(p, facts));
+            let opts = svcconf_probe::UdpOptions {
+                target: target.clone(),
+                count: *count,
+                timeout,
+                interval: Duration::from_millis(u64::from(*interval_ms)),
+                source_port,
+                payload: b"svcconf-probe".to_vec(),
+            };
+            let report = svcconf_probe::udp_probe(&opts).await;
+            let from = source_port
+                .map(|p| format!(" --source-port {p}"))
+                .unwrap_or_default();
+            let command = format!("udp {target} --count {count}{from}");
+            (command, target, ProbeReport::Http(report))
+        }
         Probe::Tcp { target } => {
             let target = facts.render(target);
             let report = svcconf_probe::tcp_probe(&target, timeout).await;
