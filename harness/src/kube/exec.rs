@@ -16,6 +16,12 @@ pub enum ExecError {
         #[source]
         source: kube::Error,
     },
+    /// RBAC refused the exec: the permission named.
+    #[error("exec in pod {pod} refused: {permission}")]
+    Forbidden {
+        pod: String,
+        permission: crate::kube::rbac::MissingPermission,
+    },
     #[error("exec in pod {pod} did not finish within {}s", .after.as_secs())]
     Timeout { pod: String, after: Duration },
 }
@@ -45,9 +51,17 @@ pub async fn exec(
         let mut attached = pods
             .exec(pod, command.to_vec(), &params)
             .await
-            .map_err(|source| ExecError::Start {
-                pod: pod.to_string(),
-                source,
+            .map_err(|source| {
+                match crate::kube::rbac::refused(&source, "create", "pods/exec", namespace) {
+                    Some(permission) => ExecError::Forbidden {
+                        pod: pod.to_string(),
+                        permission,
+                    },
+                    None => ExecError::Start {
+                        pod: pod.to_string(),
+                        source,
+                    },
+                }
             })?;
         let mut stdout = attached.stdout();
         let mut stderr = attached.stderr();

@@ -13,7 +13,8 @@ pub const ROLE_FILE: &str = "deploy/rbac.yaml";
 /// One permission the API server refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingPermission {
-    pub user: String,
+    /// Who asked, when the server said (its exec refusals do not).
+    pub user: Option<String>,
     pub verb: String,
     /// `pods`, or with a subresource `pods/exec`.
     pub resource: String,
@@ -34,10 +35,14 @@ impl std::fmt::Display for MissingPermission {
             Some(ns) => format!("in namespace {ns}"),
             None => "at the cluster scope".to_string(),
         };
+        let user = match &self.user {
+            Some(u) => format!(", for {u}"),
+            None => String::new(),
+        };
         write!(
             f,
-            "missing permission: verb {} on resource {} of API group {group} {scope}, for {} (403 Forbidden; {ROLE_FILE} lists what svcconf needs)",
-            self.verb, self.resource, self.user
+            "missing permission: verb {} on resource {} of API group {group} {scope}{user} (403 Forbidden; {ROLE_FILE} lists what svcconf needs)",
+            self.verb, self.resource
         )
     }
 }
@@ -55,7 +60,7 @@ static FORBIDDEN: LazyLock<Regex> = LazyLock::new(|| {
 pub fn parse_forbidden(message: &str) -> Option<MissingPermission> {
     let c = FORBIDDEN.captures(message)?;
     Some(MissingPermission {
-        user: c[1].to_string(),
+        user: Some(c[1].to_string()),
         verb: c[2].to_string(),
         resource: c[3].to_string(),
         group: c[4].to_string(),
@@ -67,6 +72,29 @@ pub fn parse_forbidden(message: &str) -> Option<MissingPermission> {
 pub fn missing_permission(err: &kube::Error) -> Option<MissingPermission> {
     match err {
         kube::Error::Api(status) if status.code == 403 => parse_forbidden(&status.message),
+        _ => None,
+    }
+}
+
+/// `err` as the permission a request for `verb` on `resource` in
+/// `namespace` lacked, when the server refused it (403) without saying
+/// which (its refusals of exec's websocket upgrade name no verb).
+pub fn refused(
+    err: &kube::Error,
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+) -> Option<MissingPermission> {
+    match err {
+        kube::Error::Api(status) if status.code == 403 => Some(
+            parse_forbidden(&status.message).unwrap_or_else(|| MissingPermission {
+                user: None,
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                group: String::new(),
+                namespace: Some(namespace.to_string()),
+            }),
+        ),
         _ => None,
     }
 }
@@ -96,7 +124,7 @@ mod tests {
         assert_eq!(
             p,
             MissingPermission {
-                user: "system:serviceaccount:sonobuoy:svcconf".into(),
+                user: Some("system:serviceaccount:sonobuoy:svcconf".into()),
                 verb: "create".into(),
                 resource: "pods/exec".into(),
                 group: "".into(),
@@ -130,6 +158,16 @@ mod tests {
         };
         let err = kube::Error::Api(Box::new(status));
         assert_eq!(missing_permission(&err), None);
+        // What the API server says when exec's websocket upgrade is refused.
+        let exec = kube::Error::Api(Box::new(kube::core::Status {
+            code: 403,
+            message: "pods \"svcconf-client-9t46h\" is forbidden: ".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            refused(&exec, "create", "pods/exec", "svcconf-x").unwrap().to_string(),
+            "missing permission: verb create on resource pods/exec of API group core (\"\") in namespace svcconf-x (403 Forbidden; deploy/rbac.yaml lists what svcconf needs)"
+        );
         assert_eq!(
             forbidden_line(&err).unwrap(),
             "forbidden (403): admission webhook \"x\" denied the request"
