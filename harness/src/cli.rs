@@ -270,6 +270,18 @@ fn in_sonobuoy_plugin() -> bool {
 
 /// A plugin run that could not start: the JUnit with one `setup` error
 /// testcase naming `reason`, then the done file naming it.
+/// sonobuoy's `done` file naming `junit`, and a line saying so (or why not).
+fn write_done(results: &SonobuoyResults, junit: &std::path::Path) {
+    match results.write_done(junit) {
+        Ok(()) => eprintln!(
+            "sonobuoy: {} names {}",
+            results.done_file().display(),
+            junit.display()
+        ),
+        Err(e) => eprintln!("svcconf: error: {}", cluster::error_chain(&e)),
+    }
+}
+
 fn sonobuoy_setup_failure(results: &SonobuoyResults, reason: &str) {
     let junit = results.dir.join("junit.xml");
     let mut reporters = Reporters::new(vec![Box::new(JunitReporter::new(junit.clone()))]);
@@ -289,14 +301,7 @@ fn sonobuoy_setup_failure(results: &SonobuoyResults, reason: &str) {
     for e in errors {
         eprintln!("svcconf: error: {}", cluster::error_chain(&e));
     }
-    match results.write_done(&junit) {
-        Ok(()) => eprintln!(
-            "sonobuoy: {} names {}",
-            results.done_file().display(),
-            junit.display()
-        ),
-        Err(e) => eprintln!("svcconf: error: {}", cluster::error_chain(&e)),
-    }
+    write_done(results, &junit);
 }
 
 /// Parses the process's arguments, runs the command, and exits as [`Exit`] says.
@@ -655,14 +660,7 @@ async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
     let (_record, errors) = reporting.await.expect("reporter task");
     // sonobuoy's worker waits for this, whatever happened before.
     if let Some(results) = &sonobuoy {
-        match results.write_done(&junit) {
-            Ok(()) => eprintln!(
-                "sonobuoy: {} names {}",
-                results.done_file().display(),
-                junit.display()
-            ),
-            Err(e) => eprintln!("svcconf: error: {}", cluster::error_chain(&e)),
-        }
+        write_done(results, &junit);
     }
     if let Some(e) = errors.into_iter().next() {
         eprintln!("svcconf: error: {}", cluster::error_chain(&e));

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::docker;
-use crate::kube::jig::Jig;
+use crate::kube::jig::{Jig, JigError};
 use crate::kube::nodes;
-use crate::template::{self, NodePick, Placeholder};
+use crate::template::{self, NodePick, Placeholder, PodFact};
 
 /// The value of every placeholder `templates` use, keyed as
 /// [`Placeholder::key`]; `namespace` is always there.
@@ -22,26 +22,8 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
                     .await
                     .map_err(|e| crate::cluster::error_chain(&e))?
             }
-            Placeholder::PodIps { selector } => {
-                let pods = jig
-                    .ready_pods(selector)
-                    .await
-                    .map_err(|e| crate::cluster::error_chain(&e))?;
-                pods.iter()
-                    .map(|p| p.ip.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }
-            Placeholder::AllPodIps { selector } => {
-                let pods = jig
-                    .running_pods(selector)
-                    .await
-                    .map_err(|e| crate::cluster::error_chain(&e))?;
-                pods.iter()
-                    .map(|p| p.ip.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }
+            Placeholder::PodIps { selector } => ips(jig.ready_pods(selector).await)?,
+            Placeholder::AllPodIps { selector } => ips(jig.running_pods(selector).await)?,
             Placeholder::NodeIp(pick) => node_ip(jig, pick).await?,
             Placeholder::SpareIp(pick) => {
                 let node_ip = node_ip(jig, pick).await?;
@@ -71,6 +53,16 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
         vars.insert(placeholder.key(), value);
     }
     Ok(vars)
+}
+
+/// The pods' IPs, comma-separated (a multi-valued placeholder).
+fn ips(pods: Result<Vec<PodFact>, JigError>) -> Result<String, String> {
+    let pods = pods.map_err(|e| crate::cluster::error_chain(&e))?;
+    Ok(pods
+        .iter()
+        .map(|p| p.ip.as_str())
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// The InternalIP of the node `pick` means.

@@ -209,6 +209,21 @@ impl HttpTally {
             r.ok += 1;
         }
         *r.status_codes.entry(status.to_string()).or_default() += 1;
+        self.answer(body, || format!("http-{status}"), latency);
+    }
+
+    /// One UDP reply: answered, and tallied like an HTTP echo when it is one.
+    pub fn datagram(&mut self, reply: &[u8], latency: Duration) {
+        let r = &mut self.report;
+        r.count += 1;
+        r.ok += 1;
+        self.answer(reply, || "udp-reply".to_string(), latency);
+    }
+
+    /// What every answer adds: the first snippet, the echo's backend,
+    /// client IP and port (or `not_echo` in the sequence), the latency.
+    fn answer(&mut self, body: &[u8], not_echo: impl FnOnce() -> String, latency: Duration) {
+        let r = &mut self.report;
         if r.body_snippet.is_none() {
             r.body_snippet = Some(String::from_utf8_lossy(body).chars().take(300).collect());
         }
@@ -221,29 +236,7 @@ impl HttpTally {
                     .or_default() += 1;
                 r.sequence.push(echo.hostname);
             }
-            Err(_) => r.sequence.push(format!("http-{status}")),
-        }
-        self.latencies.push(millis(latency));
-    }
-
-    /// One UDP reply: answered, and tallied like an HTTP echo when it is one.
-    pub fn datagram(&mut self, reply: &[u8], latency: Duration) {
-        let r = &mut self.report;
-        r.count += 1;
-        r.ok += 1;
-        if r.body_snippet.is_none() {
-            r.body_snippet = Some(String::from_utf8_lossy(reply).chars().take(300).collect());
-        }
-        match serde_json::from_slice::<EchoReply>(reply) {
-            Ok(echo) => {
-                *r.backends.entry(echo.hostname.clone()).or_default() += 1;
-                *r.client_ips.entry(echo.client_ip).or_default() += 1;
-                *r.server_ports
-                    .entry(echo.server_port.to_string())
-                    .or_default() += 1;
-                r.sequence.push(echo.hostname);
-            }
-            Err(_) => r.sequence.push("udp-reply".to_string()),
+            Err(_) => r.sequence.push(not_echo()),
         }
         self.latencies.push(millis(latency));
     }

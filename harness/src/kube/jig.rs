@@ -99,23 +99,26 @@ impl Jig {
 
     /// Running, Ready, not terminating pods matching `selector`.
     pub async fn ready_pods(&self, selector: &str) -> Result<Vec<PodFact>, JigError> {
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map_err(self.api_error(format!("list pods {selector}")))?;
-        let mut out: Vec<PodFact> = pods
-            .items
-            .iter()
-            .filter(|p| is_ready(p))
-            .map(pod_fact)
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.pods_where(selector, is_ready).await
     }
 
     /// Pods matching `selector` that run with an IP, ready or not,
     /// terminating or not.
     pub async fn running_pods(&self, selector: &str) -> Result<Vec<PodFact>, JigError> {
+        self.pods_where(selector, |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
+        })
+        .await
+    }
+
+    /// Pods matching `selector` that `keep` accepts, by name.
+    async fn pods_where(
+        &self,
+        selector: &str,
+        keep: impl Fn(&Pod) -> bool,
+    ) -> Result<Vec<PodFact>, JigError> {
         let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
             .list(&ListParams::default().labels(selector))
             .await
@@ -123,11 +126,7 @@ impl Jig {
         let mut out: Vec<PodFact> = pods
             .items
             .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
-            })
+            .filter(|p| keep(p))
             .map(pod_fact)
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -236,12 +236,7 @@ pub fn ready_endpoints(slices: &[&DynamicObject]) -> (BTreeSet<String>, BTreeSet
     let mut addresses = BTreeSet::new();
     let mut ports = BTreeSet::new();
     for slice in slices {
-        let endpoints = slice
-            .data
-            .get("endpoints")
-            .and_then(|e| e.as_array())
-            .cloned()
-            .unwrap_or_default();
+        let endpoints = endpoints_of(slice);
         let mut any = false;
         for endpoint in endpoints {
             // An unset `ready` condition means ready (discovery.k8s.io/v1).
