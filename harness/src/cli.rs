@@ -13,6 +13,7 @@ use crate::cluster::metallb::{AddressRange, MetallbSource, Pin};
 use crate::cluster::{self, docker_has_image, Kind, Kit, KubeconfigSource};
 use crate::fixture::{Fixtures, PROBE_IMAGE, SVCCONF_IMAGE};
 use crate::kube::manifest::ImageMap;
+use crate::migrate::Migration;
 use crate::model::{Addon, Case, Event, ProxyMode, Variant};
 use crate::report::{
     JsonReporter, JunitReporter, Reporter, Reporters, SonobuoyResults, TerminalReporter,
@@ -57,6 +58,81 @@ enum Command {
     /// Print every image a run would use, after --image-map, one per line
     /// (to mirror them into a private registry).
     Images(Box<ImagesArgs>),
+    /// Switch your cluster's kube-proxy to another mode, checked: the cases
+    /// in the current mode, the switch (ConfigMap `mode:`, rollout restart),
+    /// the cases again, a before/after table with the rules read from every
+    /// node. The original mode is put back if the switch does not complete,
+    /// a case that passed before fails after, or on Ctrl-C/SIGTERM. Changes
+    /// the cluster only with --yes.
+    Migrate(Box<MigrateArgs>),
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// The mode to switch kube-proxy to.
+    #[arg(long, value_parser = parse_mode)]
+    to: ProxyMode,
+    /// Go ahead and change the cluster's kube-proxy (without it, nothing is changed).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    filter: Filter,
+    /// The kubeconfig file (as kubectl: else KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context.
+    #[arg(long)]
+    context: Option<String>,
+    /// YAML/JSON map of image → image, applied to every container.
+    #[arg(long, value_name = "FILE")]
+    image_map: Option<PathBuf>,
+    /// The image to run for svcconf/probe:dev (default: the kit's).
+    #[arg(long, value_name = "IMAGE", env = "SVCCONF_PROBE_IMAGE")]
+    probe_image: Option<String>,
+    /// Directory for before/, after/ (each run's JUnit and JSON) and migrate.json.
+    #[arg(long, value_name = "DIR", default_value = "svcconf-migrate")]
+    report_dir: PathBuf,
+    /// Cases run at once.
+    #[arg(long, default_value_t = 6)]
+    concurrency: usize,
+    /// As `svcconf run --metallb-manifest`.
+    #[arg(long, value_name = "FILE")]
+    metallb_manifest: Option<PathBuf>,
+    /// As `svcconf run --lb-addresses`.
+    #[arg(long, value_parser = parse_range)]
+    lb_addresses: Option<AddressRange>,
+}
+
+impl MigrateArgs {
+    /// The run the migration does before and after its switch, as
+    /// `svcconf run` flags: the user's cluster, its detected mode.
+    fn run_args(&self) -> RunArgs {
+        RunArgs {
+            filter: Filter {
+                focus: self.filter.focus.clone(),
+                skip: self.filter.skip.clone(),
+            },
+            target: Target {
+                provider: Some(ProviderKind::Kubeconfig),
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                proxy_mode: None,
+                kubernetes_version: None,
+                image_map: self.image_map.clone(),
+                probe_image: self.probe_image.clone(),
+            },
+            report_dir: self.report_dir.clone(),
+            junit: None,
+            json: None,
+            keep_cluster: false,
+            node_image: None,
+            sabotage: false,
+            concurrency: self.concurrency,
+            metallb_manifest: self.metallb_manifest.clone(),
+            lb_addresses: self.lb_addresses,
+            sonobuoy: false,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -191,6 +267,11 @@ impl RunArgs {
 
 fn parse_range(s: &str) -> Result<AddressRange, String> {
     s.parse()
+}
+
+fn parse_mode(s: &str) -> Result<ProxyMode, String> {
+    s.parse()
+        .map_err(|e: crate::model::UnknownProxyMode| e.to_string())
 }
 
 fn parse_regex(s: &str) -> Result<Regex, String> {
@@ -343,6 +424,15 @@ async fn main_async(cli: Cli, plugin: bool) -> Exit {
             Err(e) => fail(e),
         },
         Command::Run(args) => run(cli.cases.as_deref(), *args, plugin).await,
+        Command::Migrate(args) => match migration(cli.cases.as_deref(), &args).await {
+            Ok(migration) => {
+                let cancel = runner::cancel_on_signal(
+                    "putting kube-proxy's mode back and deleting what this run created",
+                );
+                migration.run(cancel).await
+            }
+            Err(e) => fail(e),
+        },
     }
 }
 
@@ -455,6 +545,62 @@ async fn images(
     images.sort();
     images.dedup();
     Ok(images)
+}
+
+/// `svcconf migrate`'s checks before it changes anything: the cluster, its
+/// mode, the target mode, the confirmation.
+async fn migration(cases: Option<&Path>, args: &MigrateArgs) -> Result<Migration, Error> {
+    let run_args = args.run_args();
+    let Prepared {
+        mut plan,
+        provider,
+        fixtures,
+    } = prepare(cases, &run_args, false).await?;
+    let from = plan.modes[0];
+    let to = args.to;
+    if from == to {
+        return Err(Error::BadInput(format!("kube-proxy already runs {to}")));
+    }
+    let Provider::Kubeconfig { source, kind, .. } = &provider else {
+        unreachable!("migrate runs on the kubeconfig provider");
+    };
+    let client = source.connect().await?;
+    // A kind cluster of this host: its nodes share this kernel.
+    if local_kind_cluster(&client, kind.as_ref()).await {
+        if let Some(reason) = cluster::mode_unavailable(to) {
+            return Err(Error::BadInput(format!("cannot migrate to {to}: {reason}")));
+        }
+    }
+    let config = cluster::proxy_mode::configured(&client)
+        .await
+        .map_err(Error::BadInput)?;
+    if cluster::proxy_mode::with_mode(&config, to).is_none() {
+        return Err(Error::BadInput(
+            "ConfigMap kube-system/kube-proxy's config.conf has no top-level `mode:` line to edit"
+                .into(),
+        ));
+    }
+    if !cluster::proxy_mode::rolls_on_change(&client).await {
+        return Err(Error::BadInput("DaemonSet kube-system/kube-proxy updates OnDelete: a rollout restart would not replace its pods".into()));
+    }
+    // A case that switches the mode itself has no place between the two runs.
+    plan.cases.retain(|c| !c.switches_proxy_mode());
+    if !args.yes {
+        return Err(Error::BadInput(format!(
+            "svcconf migrate changes {}: kube-proxy {from} → {to} (ConfigMap kube-system/kube-proxy `mode:`, then a rollout restart of DaemonSet kube-system/kube-proxy), between two runs of {} cases; pass --yes to go ahead",
+            source.name(),
+            plan.cases.len()
+        )));
+    }
+    Ok(Migration {
+        plan,
+        provider,
+        fixtures,
+        client,
+        from,
+        to,
+        report_dir: args.report_dir.clone(),
+    })
 }
 
 /// What `svcconf run` checked before starting: everything a bad flag,
@@ -596,27 +742,13 @@ async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
         args.json = None;
     }
     let (junit, json) = (args.junit(), args.json());
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(TerminalReporter::stderr()),
         Box::new(JunitReporter::new(junit.clone())),
         Box::new(JsonReporter::new(json.clone())),
     ];
-    let reporting = tokio::spawn(async move {
-        let mut reporters = Reporters::new(reporters);
-        while let Some(event) = events_rx.recv().await {
-            reporters.handle(&event);
-        }
-        reporters.finish()
-    });
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let signal = runner::shutdown_signal().await;
-        eprintln!("\nsvcconf: {signal}; deleting what this run created (a second signal does not stop the cleanup)");
-        let _ = cancel_tx.send(true);
-        // Keep the sender alive so the cleanup is not treated as a second cancel.
-        std::future::pending::<()>().await;
-    });
+    let (events_tx, reporting) = crate::report::spawn(reporters);
+    let cancel_rx = runner::cancel_on_signal("deleting what this run created");
     let started = std::time::Instant::now();
     let mut cancelled = cancel_rx.clone();
     let problem = sonobuoy.as_ref().and_then(|s| s.problem.clone());

@@ -41,6 +41,7 @@ pub mod cluster;
 pub mod error;
 pub mod fixture;
 pub mod kube;
+pub mod migrate;
 pub mod model;
 pub mod probe;
 pub mod report;

@@ -69,6 +69,21 @@ pub async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// A flag that turns true on the first Ctrl-C or SIGTERM, after a line
+/// saying so and what happens next (`then`); later signals are ignored, so
+/// the cleanup runs to its end.
+pub fn cancel_on_signal(then: &'static str) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        eprintln!("\nsvcconf: {signal}; {then} (a second signal does not stop the cleanup)");
+        let _ = tx.send(true);
+        // Keep the sender alive so the cleanup is not treated as a second cancel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
 impl Default for Deadlines {
     fn default() -> Self {
         Deadlines {
@@ -678,13 +693,7 @@ impl CaseRunner {
     /// itself, it needs a client or server outside the cluster, or
     /// LoadBalancer addresses nobody gave (see `cluster::inside`).
     fn skip_reason(&self, case: &Case) -> Option<String> {
-        let switches = case
-            .steps
-            .iter()
-            .flat_map(|s| &s.actions)
-            .chain(&case.sabotage.actions)
-            .any(|a| matches!(a, crate::model::Action::ProxyMode { .. }));
-        if switches && (self.cluster.in_pod || !self.cluster.may_switch_mode) {
+        if case.switches_proxy_mode() && (self.cluster.in_pod || !self.cluster.may_switch_mode) {
             let why = "it switches kube-proxy's mode for the whole cluster: svcconf does that on \
                        the kind clusters it makes, or from outside with SVCCONF_ALLOW_MODE_SWITCH=1 \
                        (a cluster you may change)";
@@ -1009,10 +1018,13 @@ impl CaseRunner {
         };
         let want = mode.resolve(self.cluster.info.mode)?;
         let started = Instant::now();
-        let docker = self.cluster.docker.as_deref();
+        let rules = match self.cluster.docker.as_deref() {
+            Some(docker) => cluster::proxy_mode::Rules::Docker(docker),
+            None => cluster::proxy_mode::Rules::KubeProxyPod,
+        };
         loop {
             let state =
-                cluster::proxy_mode::switched(&jig.client, docker, want, &jig.namespace).await;
+                cluster::proxy_mode::switched(&jig.client, rules, want, &jig.namespace).await;
             match state {
                 Ok(_) => return Ok(()),
                 Err(status) if started.elapsed() >= deadline => {
@@ -1283,6 +1295,7 @@ pub fn cluster_error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// What one `svcconf run` does.
+#[derive(Clone)]
 pub struct RunPlan {
     pub modes: Vec<ProxyMode>,
     pub cases: Vec<Case>,

@@ -47,7 +47,7 @@ impl Undo {
             return restore(applier, namespace, patch).await;
         }
         if let Undo::ProxyMode { config, mode } = self {
-            return restore_mode(applier.client(), config, *mode).await;
+            return proxy_mode::restore(applier.client(), config, *mode).await;
         }
         let Some(docker) = command::which("docker") else {
             return format!("cannot undo {self:?}: no docker");
@@ -97,30 +97,6 @@ async fn restore(applier: &Applier, namespace: &str, patch: &ObjectPatch) -> Str
     match ready {
         Ok(()) => format!("restored {what}; ready again"),
         Err(e) => format!("restored {what}, but {e}"),
-    }
-}
-
-/// Puts kube-proxy's configuration back and, when a pod runs another mode
-/// than `mode` or the ConfigMap was changed, restarts it and waits.
-async fn restore_mode(client: &kube::Client, config: &str, mode: ProxyMode) -> String {
-    let current = proxy_mode::configured(client).await.unwrap_or_default();
-    let running = proxy_mode::switched(client, None, mode, "").await;
-    if current == config && running.is_ok() {
-        return format!("kube-proxy runs {mode} as before the case; nothing to restore");
-    }
-    if let Err(e) = proxy_mode::configure(client, config).await {
-        return format!("could not restore kube-proxy's configuration: {e}");
-    }
-    if !proxy_mode::rolls_on_change(client).await {
-        // The sabotage's OnDelete strategy: its own restore rolls the pods.
-        return format!("restored kube-proxy's configuration ({mode}); its pods roll once its update strategy is restored");
-    }
-    if let Err(e) = proxy_mode::restart(client).await {
-        return format!("restored kube-proxy's configuration, but {e}");
-    }
-    match proxy_mode::rolled_out(client, proxy_mode::ROLLOUT_DEADLINE).await {
-        Ok(()) => format!("restored kube-proxy's configuration ({mode}) and restarted it"),
-        Err(e) => format!("restored kube-proxy's configuration ({mode}), but {e}"),
     }
 }
 

@@ -13,7 +13,7 @@ use kube::api::{ListParams, LogParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::command;
-use crate::kube::wait;
+use crate::kube::{exec, wait};
 use crate::model::ProxyMode;
 
 const KUBE_SYSTEM: &str = "kube-system";
@@ -146,13 +146,25 @@ pub async fn rolled_out(client: &Client, deadline: Duration) -> Result<(), Strin
     .map_err(|e| e.to_string())
 }
 
+/// Where a node's rules are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Rules<'a> {
+    /// `docker exec` into the node container (kind on this host).
+    Docker(&'a Path),
+    /// exec into the node's kube-proxy pod: it runs in the node's network
+    /// namespace and its image carries `iptables-save` and `nft`.
+    KubeProxyPod,
+    /// Not read: only the mode kube-proxy logged counts.
+    Unread,
+}
+
 /// Where a mode switch stands: `Ok` when every node's kube-proxy runs
-/// `want` and (with docker, on kind) every node's `want` rules hold
+/// `want` and (unless [`Rules::Unread`]) every node's `want` rules hold
 /// `namespace`'s Services while the other mode's rules are gone; else what
 /// is not so yet.
 pub async fn switched(
     client: &Client,
-    docker: Option<&Path>,
+    rules: Rules<'_>,
     want: ProxyMode,
     namespace: &str,
 ) -> Result<String, String> {
@@ -186,15 +198,12 @@ pub async fn switched(
             None => return Err(format!("{name} on {node} has not logged its mode yet")),
         }
     }
-    let Some(docker) = docker else {
-        return Ok(format!(
-            "{} kube-proxy pods run {want}; rules not read (no docker: not a kind cluster)",
-            seen.len()
-        ));
-    };
+    if matches!(rules, Rules::Unread) {
+        return Ok(format!("{} kube-proxy pods run {want}", seen.len()));
+    }
     let mut lines = Vec::new();
     for (node, pod) in &seen {
-        let rules = node_rules(docker, node, namespace).await;
+        let rules = node_rules(client, rules, node, pod, namespace).await?;
         let (new, old) = match want {
             ProxyMode::Iptables => (rules.iptables_namespace, rules.nftables_services),
             ProxyMode::Nftables => (rules.nftables_namespace, rules.iptables_services),
@@ -218,6 +227,31 @@ pub async fn switched(
     Ok(lines.join("; "))
 }
 
+/// Puts kube-proxy's configuration `config` back and, when a pod runs
+/// another mode than `mode` or the ConfigMap was changed, restarts it and
+/// waits for the rollout; the line says what was done.
+pub async fn restore(client: &Client, config: &str, mode: ProxyMode) -> String {
+    let current = configured(client).await.unwrap_or_default();
+    let running = switched(client, Rules::Unread, mode, "").await;
+    if current == config && running.is_ok() {
+        return format!("kube-proxy runs {mode} as before; nothing to restore");
+    }
+    if let Err(e) = configure(client, config).await {
+        return format!("could not restore kube-proxy's configuration: {e}");
+    }
+    if !rolls_on_change(client).await {
+        // The sabotage's OnDelete strategy: its own restore rolls the pods.
+        return format!("restored kube-proxy's configuration ({mode}); its pods roll once its update strategy is restored");
+    }
+    if let Err(e) = restart(client).await {
+        return format!("restored kube-proxy's configuration, but {e}");
+    }
+    match rolled_out(client, ROLLOUT_DEADLINE).await {
+        Ok(()) => format!("restored kube-proxy's configuration ({mode}) and restarted it"),
+        Err(e) => format!("restored kube-proxy's configuration ({mode}), but {e}"),
+    }
+}
+
 /// What one node's two backends hold: rules mentioning the namespace in
 /// each mode's own syntax, and Service chains of each mode at all.
 struct NodeRules {
@@ -227,17 +261,35 @@ struct NodeRules {
     nftables_services: Vec<String>,
 }
 
-async fn node_rules(docker: &Path, node: &str, namespace: &str) -> NodeRules {
+async fn node_rules(
+    client: &Client,
+    from: Rules<'_>,
+    node: &str,
+    pod: &str,
+    namespace: &str,
+) -> Result<NodeRules, String> {
     let deadline = Duration::from_secs(20);
     let read = |args: &'static [&'static str]| async move {
-        let all = [&["exec", node][..], args].concat();
-        command::run(docker, &all, deadline)
-            .await
-            .unwrap_or_default()
+        match from {
+            Rules::Docker(docker) => {
+                let all = [&["exec", node][..], args].concat();
+                Ok(command::run(docker, &all, deadline)
+                    .await
+                    .unwrap_or_default())
+            }
+            Rules::KubeProxyPod => {
+                let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                exec::exec(client, KUBE_SYSTEM, pod, &argv, deadline)
+                    .await
+                    .map(|out| out.stdout)
+                    .map_err(|e| format!("{node}: reading rules: {}", super::error_chain(&e)))
+            }
+            Rules::Unread => Ok(String::new()),
+        }
     };
-    let saved = read(&["iptables-save", "-t", "nat"]).await;
+    let saved = read(&["iptables-save", "-t", "nat"]).await?;
     // A missing table (after a switch back to iptables) reads as no rules.
-    let table = read(&["nft", "list", "table", "ip", "kube-proxy"]).await;
+    let table = read(&["nft", "list", "table", "ip", "kube-proxy"]).await?;
     // iptables: `-m comment --comment "<ns>/<svc>:<port> ..."`; nftables:
     // chains named `service-<hash>-<ns>/<svc>/<proto>/<port>`.
     let lines = |text: &str, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
@@ -248,12 +300,12 @@ async fn node_rules(docker: &Path, node: &str, namespace: &str) -> NodeRules {
     };
     let quoted = format!("\"{namespace}/");
     let dashed = format!("-{namespace}/");
-    NodeRules {
+    Ok(NodeRules {
         iptables_namespace: lines(&saved, &|l| l.contains("KUBE-") && l.contains(&quoted)).len(),
         nftables_namespace: lines(&table, &|l| l.contains(&dashed)).len(),
         iptables_services: lines(&saved, &|l| l.contains("-A KUBE-SVC-")),
         nftables_services: lines(&table, &|l| l.starts_with("chain service-")),
-    }
+    })
 }
 
 /// `"Using nftables Proxier"` → `nftables`.

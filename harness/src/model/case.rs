@@ -473,6 +473,16 @@ pub enum CaseError {
 }
 
 impl Case {
+    /// Whether a step or the sabotage switches kube-proxy's mode: a change
+    /// to the whole cluster, not the case's namespace.
+    pub fn switches_proxy_mode(&self) -> bool {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.actions)
+            .chain(&self.sabotage.actions)
+            .any(|a| matches!(a, Action::ProxyMode { .. }))
+    }
+
     /// Whether the case sends traffic from client pods (checks placed by
     /// node, or a step's GET): only then does it get the client DaemonSet, three pods
     /// fewer to start for a case that probes only from outside.

@@ -66,6 +66,26 @@ impl Reporters {
     }
 }
 
+/// A task that feeds the events sent on the returned channel to
+/// `reporters` until every sender is dropped, then hands back the record
+/// and the first reporter errors.
+pub fn spawn(
+    reporters: Vec<Box<dyn Reporter>>,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<Event>,
+    tokio::task::JoinHandle<(RunRecord, Vec<ReportError>)>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut reporters = Reporters::new(reporters);
+        while let Some(event) = rx.recv().await {
+            reporters.handle(&event);
+        }
+        reporters.finish()
+    });
+    (tx, task)
+}
+
 /// Writes `contents` to `path`, creating parent directories.
 pub(crate) fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), ReportError> {
     let write = || -> std::io::Result<()> {
