@@ -1158,6 +1158,12 @@ impl CaseRunner {
                 Assertion::BackendsOnClientNode(pods) => {
                     selectors.insert(pods.clone());
                 }
+                Assertion::BackendsInClientZone(pods) => {
+                    selectors.insert(pods.clone());
+                    facts.zones = crate::kube::nodes::zones(&jig.client)
+                        .await
+                        .map_err(|e| cluster_error_chain(&e))?;
+                }
                 _ => {}
             }
         }

@@ -25,6 +25,9 @@ pub struct Facts {
     pub vars: BTreeMap<String, String>,
     /// The EndpointSlices of each Service an assertion names.
     pub endpoint_slices: BTreeMap<String, Vec<SliceFact>>,
+    /// Each node's `topology.kubernetes.io/zone` (`None`: no such label),
+    /// when an assertion compares zones.
+    pub zones: BTreeMap<String, Option<String>>,
 }
 
 /// One EndpointSlice as the verdict reads it.

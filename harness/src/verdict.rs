@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Assertion, DnsReport, HttpReport, Observation, ProbeReport};
+use crate::model::{Assertion, DnsReport, ErrorKind, HttpReport, Observation, ProbeReport};
 use crate::template::{Facts, SliceFact};
 
 /// Judges one assertion: `Ok` when it holds, else the one-line mismatch.
@@ -14,20 +14,22 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
             backends(r, pods, *count, facts)
         }
         (Assertion::ServerPort(port), ProbeReport::Http(r)) => server_port(r, *port),
-        (Assertion::AllFailWith(kind), ProbeReport::Http(r)) => all_fail_with(r, kind),
+        (Assertion::AllFailWith(kind), ProbeReport::Http(r)) => all_fail_with(r, *kind),
         (Assertion::ClientIpIsClientPod, ProbeReport::Http(r)) => client_ip(r, &obs.client_ip),
         (Assertion::TcpResult(want), ProbeReport::Tcp(r)) => {
-            if r.result.as_str().eq_ignore_ascii_case(want) {
+            if r.result == *want {
                 Ok(())
             } else {
                 Err(format!(
-                    "expected tcp {} to be {want}, saw {}",
+                    "expected tcp {} to be {}, saw {}",
                     r.target,
+                    want.as_str(),
                     r.result.as_str()
                 ))
             }
         }
         (Assertion::Rcode(want), ProbeReport::Dns(r)) => {
+            let want = want.as_str();
             if r.rcode.eq_ignore_ascii_case(want) {
                 Ok(())
             } else {
@@ -87,7 +89,10 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
             shards(r, service, slices, ready_ips(facts, pods), &shape)
         }
         (Assertion::BackendsOnClientNode(pods), ProbeReport::Http(r)) => {
-            on_client_node(r, pods, &obs.client_node, facts)
+            near_client(r, pods, &obs.client_node, facts, Near::Node)
+        }
+        (Assertion::BackendsInClientZone(pods), ProbeReport::Http(r)) => {
+            near_client(r, pods, &obs.client_node, facts, Near::Zone)
         }
         (assertion, report) => Err(format!(
             "assertion {} cannot judge a {} probe",
@@ -118,6 +123,7 @@ fn assertion_name(a: &Assertion) -> &'static str {
         Assertion::ClientIpNotClient => "clientIpNotClient",
         Assertion::EndpointSliceShards { .. } => "endpointSliceShards",
         Assertion::BackendsOnClientNode(_) => "backendsOnClientNode",
+        Assertion::BackendsInClientZone(_) => "backendsInClientZone",
     }
 }
 
@@ -218,15 +224,37 @@ fn shards(
     Ok(())
 }
 
-fn on_client_node(
+/// How near the client a backend must be.
+#[derive(Debug, Clone, Copy)]
+enum Near {
+    Node,
+    Zone,
+}
+
+/// Every request answered by a `selector` pod on the client's node, or in
+/// its zone.
+fn near_client(
     r: &HttpReport,
     selector: &str,
     client_node: &str,
     facts: &Facts,
+    near: Near,
 ) -> Result<(), String> {
+    let zone_of = |node: &str| facts.zones.get(node).cloned().flatten();
+    let (place, client_place) = match near {
+        Near::Node => ("node", client_node.to_string()),
+        Near::Zone => match zone_of(client_node) {
+            Some(zone) => ("zone", zone),
+            None => {
+                return Err(format!(
+                    "the client's node {client_node} has no topology.kubernetes.io/zone label: no zone to prefer"
+                ))
+            }
+        },
+    };
     if r.count == 0 || r.ok != r.count {
         return Err(format!(
-            "expected {n}/{n} requests answered by pods {selector} on {client_node}, saw {ok}{errors}",
+            "expected {n}/{n} requests answered by pods {selector} in the client's {place} {client_place}, saw {ok}{errors}",
             n = r.count.max(1),
             ok = r.ok,
             errors = errors_suffix(r)
@@ -240,8 +268,18 @@ fn on_client_node(
         .backends
         .iter()
         .filter_map(|(name, n)| match pods.iter().find(|p| &p.name == name) {
-            Some(p) if p.node == client_node => None,
-            Some(p) => Some(format!("{name} x{n} on {}", p.node)),
+            Some(p) => {
+                let (here, label) = match near {
+                    Near::Node => (p.node == client_node, p.node.clone()),
+                    Near::Zone => {
+                        let zone = zone_of(&p.node);
+                        let label =
+                            format!("{} (zone {})", p.node, zone.as_deref().unwrap_or("none"));
+                        (zone.as_deref() == Some(client_place.as_str()), label)
+                    }
+                };
+                (!here).then(|| format!("{name} x{n} on {label}"))
+            }
             None => Some(format!("{name} x{n} (not a Ready pod {selector})")),
         })
         .collect();
@@ -249,7 +287,7 @@ fn on_client_node(
         return Ok(());
     }
     Err(format!(
-        "expected every answer from pods {selector} on the client's node {client_node}, saw {}",
+        "expected every answer from pods {selector} in the client's {place} {client_place}, saw {}",
         join(&away)
     ))
 }
@@ -475,7 +513,8 @@ fn server_port(r: &HttpReport, port: u16) -> Result<(), String> {
     ))
 }
 
-fn all_fail_with(r: &HttpReport, kind: &str) -> Result<(), String> {
+fn all_fail_with(r: &HttpReport, kind: ErrorKind) -> Result<(), String> {
+    let kind = kind.as_str();
     let of_kind = r
         .errors
         .nonzero()
@@ -540,7 +579,7 @@ fn join<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ErrorCounts;
+    use crate::model::{ErrorCounts, Rcode};
     use crate::template::PodFact;
 
     fn http(backends: &[(&str, u32)], ok: u32, count: u32) -> Observation {
@@ -710,6 +749,41 @@ mod tests {
         assert!(err.contains("not a Ready pod app=web"), "{err}");
     }
 
+    #[test]
+    fn zone_preference_compares_the_nodes_zones() {
+        let mut facts = facts();
+        for (i, pod) in facts
+            .ready_pods
+            .get_mut("app=web")
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            pod.node = format!("w{i}");
+        }
+        let zoned = Assertion::BackendsInClientZone("app=web".into());
+        // w0 and w1 share zone-a; w2 is alone in zone-b.
+        let obs = |client: &str| {
+            let mut o = http(&[("web-7c9f-a", 10), ("web-7c9f-b", 10)], 20, 20);
+            o.client_node = client.into();
+            o
+        };
+        let err = judge(&zoned, &obs("w0"), &facts).unwrap_err();
+        assert!(
+            err.contains("has no topology.kubernetes.io/zone label"),
+            "{err}"
+        );
+        for (node, zone) in [("w0", "zone-a"), ("w1", "zone-a"), ("w2", "zone-b")] {
+            facts.zones.insert(node.into(), Some(zone.into()));
+        }
+        assert_eq!(judge(&zoned, &obs("w1"), &facts), Ok(()));
+        let err = judge(&zoned, &obs("w2"), &facts).unwrap_err();
+        assert!(
+            err.contains("in the client's zone zone-b, saw web-7c9f-a x10 on w0 (zone zone-a)"),
+            "{err}"
+        );
+    }
+
     fn backends3() -> Assertion {
         Assertion::Backends {
             pods: "app=web".into(),
@@ -764,7 +838,7 @@ mod tests {
             "expected 30/30 requests to http://10.96.0.20:80/ answered 200, saw 0; errors: refused 30, first: connection refused"
         );
         assert_eq!(
-            judge(&Assertion::AllFailWith("refused".into()), &obs, &f),
+            judge(&Assertion::AllFailWith(ErrorKind::Refused), &obs, &f),
             Ok(())
         );
         assert!(judge(&Assertion::ServerPort(8080), &obs, &f)
@@ -778,9 +852,9 @@ mod tests {
         let f = facts();
         assert!(judge(&Assertion::AllOk, &obs, &f).is_err());
         assert!(judge(&Assertion::ServerPort(8080), &obs, &f).is_err());
-        assert!(judge(&Assertion::AllFailWith("refused".into()), &obs, &f).is_err());
+        assert!(judge(&Assertion::AllFailWith(ErrorKind::Refused), &obs, &f).is_err());
         let dns = observation(ProbeReport::Dns(DnsReport::default()));
-        assert!(judge(&Assertion::Rcode("NOERROR".into()), &dns, &f).is_err());
+        assert!(judge(&Assertion::Rcode(Rcode::NoError), &dns, &f).is_err());
     }
 
     #[test]

@@ -60,6 +60,23 @@ pub async fn schedulable(client: &Client) -> Result<Vec<String>, kube::Error> {
     Ok(out)
 }
 
+/// Every node's `topology.kubernetes.io/zone` label, by node name.
+pub async fn zones(
+    client: &Client,
+) -> Result<std::collections::BTreeMap<String, Option<String>>, kube::Error> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(nodes
+        .items
+        .iter()
+        .map(|n| {
+            let zone = n.labels().get("topology.kubernetes.io/zone").cloned();
+            (n.name_any(), zone)
+        })
+        .collect())
+}
+
 /// Which node-facing port of a Service.
 #[derive(Debug, Clone, Copy)]
 pub enum ServicePort {

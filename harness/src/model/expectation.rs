@@ -2,6 +2,38 @@
 //! produces the observation (an expected refusal is just another expectation).
 
 use serde::{Deserialize, Serialize};
+pub use svcconf_probe::{ErrorKind, Outcome};
+
+/// A DNS response code as the probe reports it; `TIMEOUT` (no answer in
+/// time) and `ERROR` (no answer at all) are the probe's, not the wire's.
+/// Typed, so a misspelt code in a case file fails at load with its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+    ServFail,
+    Refused,
+    FormErr,
+    NotImp,
+    Timeout,
+    Error,
+}
+
+impl Rcode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rcode::NoError => "NOERROR",
+            Rcode::NxDomain => "NXDOMAIN",
+            Rcode::ServFail => "SERVFAIL",
+            Rcode::Refused => "REFUSED",
+            Rcode::FormErr => "FORMERR",
+            Rcode::NotImp => "NOTIMP",
+            Rcode::Timeout => "TIMEOUT",
+            Rcode::Error => "ERROR",
+        }
+    }
+}
 
 /// One expectation about one probe's observation. The verdict module judges
 /// it; every variant says in one line what it expected and what it saw.
@@ -17,11 +49,11 @@ pub enum Assertion {
     ServerPort(u16),
     /// Every request failed, all with this error kind
     /// (`refused`, `timeout`, `reset`, `dns`, `other`).
-    AllFailWith(String),
+    AllFailWith(ErrorKind),
     /// The TCP probe's result (`connected`, `refused`, `timeout`, ...).
-    TcpResult(String),
+    TcpResult(Outcome),
     /// The DNS response code (`NOERROR`, `NXDOMAIN`, ...).
-    Rcode(String),
+    Rcode(Rcode),
     /// The DNS answers, as a set; entries may use the run-time placeholders
     /// (one that renders to a comma-separated list, like
     /// `${podIPs:app=web}`, stands for each of its items).
@@ -60,6 +92,10 @@ pub enum Assertion {
     /// Every request was answered, each by a pod matching this selector that
     /// runs on the client's own node (`trafficDistribution: PreferSameNode`).
     BackendsOnClientNode(String),
+    /// Every request was answered, each by a pod matching this selector in
+    /// the client node's zone (`topology.kubernetes.io/zone`;
+    /// `trafficDistribution: PreferClose`). A node without a zone fails it.
+    BackendsInClientZone(String),
 }
 
 /// The EndpointSlice controller's default `--max-endpoints-per-slice`.

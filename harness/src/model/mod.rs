@@ -12,6 +12,6 @@ pub use case::{
     ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step,
 };
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
-pub use expectation::Assertion;
+pub use expectation::{Assertion, ErrorKind, Outcome, Rcode};
 pub use mode::{ProxyMode, UnknownProxyMode};
 pub use observation::{DnsReport, ErrorCounts, HttpReport, Observation, ProbeReport, TcpReport};
