@@ -95,12 +95,8 @@ struct MigrateArgs {
     /// Cases run at once.
     #[arg(long, default_value_t = 6)]
     concurrency: usize,
-    /// As `svcconf run --metallb-manifest`.
-    #[arg(long, value_name = "FILE")]
-    metallb_manifest: Option<PathBuf>,
-    /// As `svcconf run --lb-addresses`.
-    #[arg(long, value_parser = parse_range)]
-    lb_addresses: Option<AddressRange>,
+    #[command(flatten)]
+    metallb: MetallbArgs,
 }
 
 impl MigrateArgs {
@@ -128,8 +124,7 @@ impl MigrateArgs {
             node_image: None,
             sabotage: false,
             concurrency: self.concurrency,
-            metallb_manifest: self.metallb_manifest.clone(),
-            lb_addresses: self.lb_addresses,
+            metallb: self.metallb.clone(),
             sonobuoy: false,
         }
     }
@@ -224,6 +219,19 @@ struct RunArgs {
     /// Cases run at once per mode (6 measured fastest on a 2-core machine).
     #[arg(long, default_value_t = 6)]
     concurrency: usize,
+    #[command(flatten)]
+    metallb: MetallbArgs,
+    /// Run as a sonobuoy plugin (on by itself in one: sonobuoy sets
+    /// SONOBUOY=true): the reports go to $SONOBUOY_RESULTS_DIR (default
+    /// /tmp/sonobuoy/results), then its `done` file names the JUnit, also
+    /// when the input is bad.
+    #[arg(long, env = "SONOBUOY")]
+    sonobuoy: bool,
+}
+
+/// Where MetalLB comes from, for the LoadBalancer cases.
+#[derive(clap::Args, Clone)]
+struct MetallbArgs {
     /// MetalLB's release manifest (metallb-native.yaml of the version
     /// fixtures/metallb/pin.yaml pins), for clusters without MetalLB;
     /// default: the kit's.
@@ -233,12 +241,6 @@ struct RunArgs {
     /// default on kind: carved from the kind docker network.
     #[arg(long, value_parser = parse_range)]
     lb_addresses: Option<AddressRange>,
-    /// Run as a sonobuoy plugin (on by itself in one: sonobuoy sets
-    /// SONOBUOY=true): the reports go to $SONOBUOY_RESULTS_DIR (default
-    /// /tmp/sonobuoy/results), then its `done` file names the JUnit, also
-    /// when the input is bad.
-    #[arg(long, env = "SONOBUOY")]
-    sonobuoy: bool,
 }
 
 impl Target {
@@ -622,7 +624,7 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
     let target = &args.target;
     let kit = Kit::load()?;
     let kind_provider = provider_kind(target, plugin)? == ProviderKind::Kind;
-    if let Some(path) = &args.metallb_manifest {
+    if let Some(path) = &args.metallb.metallb_manifest {
         if !path.is_file() {
             return Err(Error::BadInput(format!(
                 "--metallb-manifest {}: no such file",
@@ -722,8 +724,8 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
             concurrency: args.concurrency,
             keep_clusters: args.keep_cluster,
             metallb: MetallbSource {
-                manifest: args.metallb_manifest.clone(),
-                addresses: args.lb_addresses,
+                manifest: args.metallb.metallb_manifest.clone(),
+                addresses: args.metallb.lb_addresses,
             },
             logs_dir: Some(args.report_dir.join("logs")),
         },

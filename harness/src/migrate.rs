@@ -74,34 +74,27 @@ struct Summary<'a> {
     outcome: &'a str,
 }
 
-/// Pairs the two runs' results by case (variant and mode aside).
+/// Pairs the two runs' results by case (variant and mode aside), each
+/// outcome in the terminal table's words.
 pub fn compare(before: &[CaseResult], after: &[CaseResult]) -> Vec<Row> {
-    let word = |o: &CaseOutcome| match o {
-        CaseOutcome::Passed => "passed",
-        CaseOutcome::Failed { .. } => "failed",
-        CaseOutcome::Error { .. } => "error",
-        CaseOutcome::Skipped { .. } => "skipped",
-    };
     before
         .iter()
         .map(|b| {
-            let id = format!("{}/{}", b.key.suite, b.key.case);
             let a = after
                 .iter()
                 .find(|a| a.key.suite == b.key.suite && a.key.case == b.key.case)
-                .map(|a| word(&a.outcome))
-                .unwrap_or("no result");
-            let was = word(&b.outcome);
-            let change = match (was == "passed", a == "passed") {
-                _ if was == a => Change::Same,
+                .map(|a| &a.outcome);
+            let passed = |o: &CaseOutcome| matches!(o, CaseOutcome::Passed);
+            let change = match (passed(&b.outcome), a.is_some_and(passed)) {
+                _ if a.map(CaseOutcome::label) == Some(b.outcome.label()) => Change::Same,
                 (true, false) => Change::Regressed,
                 (false, true) => Change::Fixed,
                 _ => Change::Changed,
             };
             Row {
-                case: id,
-                before: was.to_string(),
-                after: a.to_string(),
+                case: format!("{}/{}", b.key.suite, b.key.case),
+                before: b.outcome.label().to_string(),
+                after: a.map_or("no result", CaseOutcome::label).to_string(),
                 change,
             }
         })
@@ -139,13 +132,11 @@ pub fn table(rows: &[Row], from: ProxyMode, to: ProxyMode) -> String {
     out
 }
 
-impl Migration {
-    /// Read in each node's kube-proxy pod, so any cluster's nodes are read
-    /// the same way (kind's included).
-    fn rules(&self) -> Rules<'_> {
-        Rules::KubeProxyPod
-    }
+/// The nodes' rules are read in each node's kube-proxy pod, so any
+/// cluster's nodes are read the same way (kind's included).
+const RULES: Rules<'static> = Rules::KubeProxyPod;
 
+impl Migration {
     /// One run of the catalog in `mode`, reported under `report_dir/<phase>`.
     async fn run_in(
         &self,
@@ -199,7 +190,7 @@ impl Migration {
         let deadline = proxy_mode::ROLLOUT_DEADLINE;
         let mut cancel = cancel.clone();
         loop {
-            match proxy_mode::switched(&self.client, self.rules(), to, "kube-system").await {
+            match proxy_mode::switched(&self.client, RULES, to, "kube-system").await {
                 Ok(evidence) => return Ok((evidence, started.elapsed().as_secs_f64())),
                 Err(status) if started.elapsed() >= deadline => {
                     return Err(format!(
@@ -228,7 +219,7 @@ impl Migration {
                 return Exit::BadInput;
             }
         };
-        let rules_before = proxy_mode::switched(&self.client, self.rules(), from, "kube-system")
+        let rules_before = proxy_mode::switched(&self.client, RULES, from, "kube-system")
             .await
             .unwrap_or_else(|e| format!("not read: {e}"));
         eprintln!("migrate: before: {rules_before}");

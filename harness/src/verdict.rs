@@ -725,8 +725,8 @@ mod tests {
         assert!(err.contains("10.0.0.1 is in web-0, web-1"), "{err}");
     }
 
-    #[test]
-    fn node_preference_names_the_backends_away_from_the_client() {
+    /// [`facts`] with the i-th app=web pod on node `node(i)`.
+    fn facts_on_nodes(node: impl Fn(usize) -> String) -> Facts {
         let mut facts = facts();
         for (i, pod) in facts
             .ready_pods
@@ -735,8 +735,14 @@ mod tests {
             .iter_mut()
             .enumerate()
         {
-            pod.node = format!("w{}", i % 2);
+            pod.node = node(i);
         }
+        facts
+    }
+
+    #[test]
+    fn node_preference_names_the_backends_away_from_the_client() {
+        let facts = facts_on_nodes(|i| format!("w{}", i % 2));
         let local = Assertion::BackendsOnClientNode("app=web".into());
         let mut obs = http(&[("web-7c9f-a", 10), ("web-7c9f-c", 10)], 20, 20);
         obs.client_node = "w0".into();
@@ -751,16 +757,7 @@ mod tests {
 
     #[test]
     fn zone_preference_compares_the_nodes_zones() {
-        let mut facts = facts();
-        for (i, pod) in facts
-            .ready_pods
-            .get_mut("app=web")
-            .unwrap()
-            .iter_mut()
-            .enumerate()
-        {
-            pod.node = format!("w{i}");
-        }
+        let mut facts = facts_on_nodes(|i| format!("w{i}"));
         let zoned = Assertion::BackendsInClientZone("app=web".into());
         // w0 and w1 share zone-a; w2 is alone in zone-b.
         let obs = |client: &str| {
