@@ -221,6 +221,26 @@ mod tests {
     }
 
     #[test]
+    fn cases_share_the_run_client_pods_unless_they_name_them() {
+        use crate::model::ClientPods;
+        let catalog = Project::built_in().load_catalog().unwrap();
+        let pods = |name: &str| catalog.get(name).unwrap().client_pods();
+        // Their sabotage re-points a Service at the client pods, or a step waits on them.
+        for own in ["clusterip-source-ip", "headless", "mode-switch"] {
+            assert_eq!(pods(own), ClientPods::Own, "{own}");
+        }
+        for shared in [
+            "clusterip-basic",
+            "dns",
+            "affinity-timeout",
+            "endpoints-readiness",
+        ] {
+            assert_eq!(pods(shared), ClientPods::Shared, "{shared}");
+        }
+        assert_eq!(pods("lb-assigned"), ClientPods::None);
+    }
+
+    #[test]
     fn a_cases_dir_adds_and_replaces_cases_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let basic = Project::built_in()

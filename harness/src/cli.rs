@@ -786,7 +786,7 @@ async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
         }) => {
             let deadlines = Deadlines::default();
             let clusters = Clusters::new(provider, deadlines.clone());
-            runner::run(&plan, &clusters, fixtures, &deadlines, events_tx, cancel_rx)
+            runner::run(&plan, clusters, fixtures, &deadlines, events_tx, cancel_rx)
                 .await
                 .exit()
         }

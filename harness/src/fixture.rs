@@ -5,13 +5,13 @@ use serde_json::Value;
 
 use crate::catalog::{CatalogError, Project};
 use crate::kube::manifest::{self, ImageMap};
-use crate::model::Case;
+use crate::model::{Case, ClientPods, CLIENT_NAME};
 
 /// The harness's client pods: one `svcconf-probe serve` per node, so a
 /// check can pick a client on the node it means.
 pub const CLIENTS_FIXTURE: &str = "common/clients.yaml";
 /// The DaemonSet that fixture declares.
-pub const CLIENTS_DAEMONSET: &str = "svcconf-client";
+pub const CLIENTS_DAEMONSET: &str = CLIENT_NAME;
 /// The image every fixture names for the probe; the image map (by default
 /// the kit's probe image) says what actually runs.
 pub const PROBE_IMAGE: &str = "svcconf/probe:dev";
@@ -38,12 +38,27 @@ impl Fixtures {
         &self.images
     }
 
-    /// Every object of `case`, in apply order, images mapped.
+    /// Every object of `case`, in apply order, images mapped; the client
+    /// DaemonSet when the case has its own.
     pub fn objects(&self, case: &Case) -> Result<Vec<Value>, CatalogError> {
+        let own = (case.client_pods() == ClientPods::Own).then_some(CLIENTS_FIXTURE);
+        let files = case.fixtures.iter().map(String::as_str).chain(own);
+        self.load(&case.name, files)
+    }
+
+    /// The client DaemonSet, images mapped, for the run's shared client pods.
+    pub fn clients(&self) -> Result<Vec<Value>, CatalogError> {
+        self.load(CLIENT_NAME, [CLIENTS_FIXTURE])
+    }
+
+    fn load<'a>(
+        &self,
+        case: &str,
+        files: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<Value>, CatalogError> {
         let mut objects = Vec::new();
-        let clients = case.needs_client_pods().then_some(CLIENTS_FIXTURE);
-        for file in case.fixtures.iter().map(String::as_str).chain(clients) {
-            for mut doc in self.project.load_fixture(&case.name, file)? {
+        for file in files {
+            for mut doc in self.project.load_fixture(case, file)? {
                 manifest::map_images(&mut doc, &self.images);
                 objects.push(doc);
             }
@@ -56,14 +71,19 @@ impl Fixtures {
         &self,
         cases: impl IntoIterator<Item = &'a Case>,
     ) -> Result<Vec<String>, CatalogError> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = Vec::new();
+        let mut docs = Vec::new();
+        let mut shared = false;
         for case in cases {
-            for doc in self.objects(case)? {
-                for image in manifest::images(&doc) {
-                    if !out.contains(&image) {
-                        out.push(image);
-                    }
-                }
+            shared |= case.client_pods() == ClientPods::Shared;
+            docs.extend(self.objects(case)?);
+        }
+        if shared {
+            docs.extend(self.clients()?);
+        }
+        for image in docs.iter().flat_map(manifest::images) {
+            if !out.contains(&image) {
+                out.push(image);
             }
         }
         Ok(out)

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! [`model`] is the pure vocabulary (cases, assertions, observations,
-//! events); [`runner`] drives the stages and emits [`model::Event`]s that the
+//! events); [`runner`] drives the stages (through one [`runner::Session`])
+//! and emits [`model::Event`]s that the
 //! [`report`]ers consume. Cases are data (`suites/cases/<suite>/<case>.yaml`)
 //! and fixtures plain Kubernetes YAML (`fixtures/`), loaded by [`catalog`].
 //!
@@ -20,17 +21,24 @@
 //! use std::sync::Arc;
 //! use svcconf_harness::{catalog::Project, fixture::Fixtures, kube::manifest::ImageMap};
 //! use svcconf_harness::model::{ProxyMode, Variant};
-//! use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines, Provider};
+//! use svcconf_harness::report::{self, JunitReporter, Reporter};
+//! use svcconf_harness::runner::{Clusters, Deadlines, Provider, Session};
 //!
 //! let project = Project::built_in();
 //! let catalog = project.load_catalog()?;
 //! let provider = Provider::Kubeconfig { source: Default::default(), kind: None, preload: vec![] };
 //! let clusters = Clusters::new(provider, Deadlines::default());
-//! let cluster = clusters.bring_up(ProxyMode::Iptables, &|line| eprintln!("{line}")).await?;
 //! let fixtures = Arc::new(Fixtures::new(project, ImageMap::default()));
-//! let runner = CaseRunner::new(cluster, fixtures, "demo1".into(), Deadlines::default());
-//! let result = runner.run(catalog.get("clusterip-basic").unwrap(), Variant::Plain).await;
+//! let junit: Box<dyn Reporter> = Box::new(JunitReporter::new("junit.xml".into()));
+//! let (events, reporting) = report::spawn(vec![junit]);
+//! // The one API the CLI, `cargo test --features kind` and the bench drive.
+//! let session = Session::new(clusters, fixtures, Deadlines::default(), events);
+//! let runner = session.runner(ProxyMode::Iptables).await?;
+//! let case = catalog.get("clusterip-basic").unwrap();
+//! let result = session.run_case(&runner, case, Variant::Plain).await;
 //! println!("{}: {:?}", result.key, result.outcome);
+//! session.finish(false, None, false, std::time::Instant::now()).await;
+//! let (_record, _errors) = reporting.await?;
 //! # Ok(()) }
 //! ```
 

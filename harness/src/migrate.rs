@@ -158,7 +158,7 @@ impl Migration {
         let clusters = Clusters::new(self.provider.clone(), deadlines.clone());
         let status = runner::run(
             &plan,
-            &clusters,
+            clusters,
             self.fixtures.clone(),
             &deadlines,
             events,

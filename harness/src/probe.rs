@@ -6,9 +6,8 @@ pub mod external;
 
 use std::time::Duration;
 
-use kube::Client;
-
 use crate::kube::exec::{self, ExecError};
+use crate::kube::jig::Jig;
 use crate::model::{DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport};
 use crate::template::{Facts, PodFact};
 
@@ -131,17 +130,20 @@ pub fn parse(probe: &Probe, stdout: &str) -> Option<ProbeReport> {
     }
 }
 
-/// Runs `probe` inside the client pod `from`.
+/// Runs `probe` inside `jig`'s client pod `from`; a pod shared with other
+/// namespaces' cases resolves names as a pod of the jig's namespace.
 pub async fn run_in_pod(
-    client: &Client,
-    namespace: &str,
+    jig: &Jig,
     from: &PodFact,
     probe: &Probe,
     facts: &Facts,
 ) -> Result<Observation, ProbeError> {
-    let cmd = command(probe, facts);
+    let mut cmd = command(probe, facts);
+    if jig.clients != jig.namespace {
+        cmd.splice(1..1, ["--namespace".to_string(), jig.namespace.clone()]);
+    }
     let started = std::time::Instant::now();
-    let out = exec::exec(client, namespace, &from.name, &cmd, deadline(probe)).await?;
+    let out = exec::exec(&jig.client, &jig.clients, &from.name, &cmd, deadline(probe)).await?;
     tracing::debug!(pod = %from.name, command = %cmd.join(" "), seconds = started.elapsed().as_secs_f64(), "probe done");
     let report = parse(probe, &out.stdout).ok_or_else(|| ProbeError::NoReport {
         pod: from.name.clone(),

@@ -271,7 +271,7 @@ pub async fn perform(
             let cmd = probe::command(&probe, &Facts::default());
             let out = exec::exec(
                 &jig.client,
-                &jig.namespace,
+                &jig.clients,
                 &client.name,
                 &cmd,
                 probe::deadline(&probe),

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
+use crate::dns::system_conf;
 use crate::report::{classify_io, millis, ErrorKind, HttpReport, HttpTally, Outcome};
 use crate::{Error, TcpReport};
 
@@ -107,6 +108,8 @@ pub struct HttpOptions {
     pub interval: Duration,
     /// Overrides the Host header (virtual hosts, Ingress-like backends).
     pub host_header: Option<String>,
+    /// Resolve names as a pod of this namespace does (`dns::search_as`).
+    pub namespace: Option<String>,
 }
 
 impl HttpOptions {
@@ -118,6 +121,7 @@ impl HttpOptions {
             timeout: Duration::from_secs(2),
             interval: Duration::ZERO,
             host_header: None,
+            namespace: None,
         }
     }
 }
@@ -128,17 +132,20 @@ impl HttpOptions {
 struct Resolver(Option<Result<TokioResolver, String>>);
 
 impl Resolver {
-    fn for_host(host: &str) -> Self {
+    fn for_host(host: &str, namespace: Option<&str>) -> Self {
         if host.parse::<IpAddr>().is_ok() {
             return Self(None);
         }
-        let built = TokioResolver::builder_tokio().and_then(|mut b| {
-            b.options_mut().cache_size = 0;
+        let built = system_conf(namespace).and_then(|(config, mut options)| {
+            options.cache_size = 0;
             // A first: Services are IPv4 unless the cluster says otherwise.
-            b.options_mut().ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
-            b.build()
+            options.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
+            TokioResolver::builder_with_config(config, Default::default())
+                .with_options(options)
+                .build()
+                .map_err(|e| format!("resolver config: {e}"))
         });
-        Self(Some(built.map_err(|e| format!("resolver config: {e}"))))
+        Self(Some(built))
     }
 
     async fn addr(&self, host: &str, port: u16) -> Result<SocketAddr, Failure> {
@@ -173,7 +180,7 @@ pub async fn http_probe(opts: &HttpOptions) -> HttpReport {
             return tally.finish();
         }
     };
-    let resolver = Resolver::for_host(&target.host);
+    let resolver = Resolver::for_host(&target.host, opts.namespace.as_deref());
     let host = opts.host_header.clone().unwrap_or(target.host_header());
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: svcconf-probe\r\nAccept: */*\r\n\
@@ -298,13 +305,16 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Opens one TCP connection and closes it.
-pub async fn tcp_probe(target: &str, limit: Duration) -> TcpReport {
+/// Opens one TCP connection and closes it; names resolved as a pod of `namespace`
+/// does when one is given.
+pub async fn tcp_probe(target: &str, limit: Duration, namespace: Option<&str>) -> TcpReport {
     let start = Instant::now();
     let attempt = async {
         let (host, port) =
             parse_host_port(target, None).map_err(|e| (ErrorKind::Other, e.to_string()))?;
-        let addr = Resolver::for_host(&host).addr(&host, port).await?;
+        let addr = Resolver::for_host(&host, namespace)
+            .addr(&host, port)
+            .await?;
         connect(addr).await.map(drop)
     };
     let outcome = timeout(limit, attempt).await;
@@ -333,6 +343,8 @@ pub struct UdpOptions {
     /// The local port to send from; `None` lets the kernel pick one.
     pub source_port: Option<u16>,
     pub payload: Vec<u8>,
+    /// Resolve names as a pod of this namespace does.
+    pub namespace: Option<String>,
 }
 
 /// Sends the datagrams and tallies the echo replies as a request tally (`url` is
@@ -340,7 +352,7 @@ pub struct UdpOptions {
 /// ICMP port-unreachable surfaces as `refused`.
 pub async fn udp_probe(opts: &UdpOptions) -> HttpReport {
     let mut tally = HttpTally::new(&format!("udp://{}", opts.target));
-    let sock = match udp_socket(&opts.target, opts.source_port).await {
+    let sock = match udp_socket(opts).await {
         Ok(sock) => sock,
         Err((kind, msg)) => {
             (0..opts.count).for_each(|_| tally.error(kind, &msg));
@@ -367,10 +379,13 @@ pub async fn udp_probe(opts: &UdpOptions) -> HttpReport {
     tally.finish()
 }
 
-async fn udp_socket(target: &str, source_port: Option<u16>) -> Result<UdpSocket, Failure> {
+async fn udp_socket(opts: &UdpOptions) -> Result<UdpSocket, Failure> {
     let (host, port) =
-        parse_host_port(target, None).map_err(|e| (ErrorKind::Other, e.to_string()))?;
-    let addr = Resolver::for_host(&host).addr(&host, port).await?;
+        parse_host_port(&opts.target, None).map_err(|e| (ErrorKind::Other, e.to_string()))?;
+    let source_port = opts.source_port;
+    let addr = Resolver::for_host(&host, opts.namespace.as_deref())
+        .addr(&host, port)
+        .await?;
     let io_err = |e: std::io::Error| (classify_io(&e), format!("{addr}: {e}"));
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => ([0, 0, 0, 0], source_port.unwrap_or(0)).into(),

@@ -79,6 +79,47 @@ pub struct DnsOptions {
     pub timeout: Duration,
     /// Query `name` as an absolute name, skipping the search list.
     pub no_search: bool,
+    /// Walk the search list a pod of this namespace has (see [`system_conf`]).
+    pub namespace: Option<String>,
+}
+
+/// The search list of a pod in `namespace`, from the list of a pod in another: kubelet
+/// writes `<namespace>.svc.<cluster domain>` into a pod's resolv.conf, so a client pod
+/// that checks another namespace's Services swaps that one label and then sends
+/// exactly the queries the other namespace's own pods send.
+pub fn search_as(search: &[String], namespace: &str) -> Vec<String> {
+    search
+        .iter()
+        .map(|domain| match domain.split_once('.') {
+            Some((_, rest)) if rest.starts_with("svc.") => format!("{namespace}.{rest}"),
+            _ => domain.clone(),
+        })
+        .collect()
+}
+
+/// /etc/resolv.conf as hickory reads it, with the search list of a pod in `namespace`
+/// when one is given ([`search_as`]).
+pub fn system_conf(namespace: Option<&str>) -> Result<(ResolverConfig, ResolverOpts), String> {
+    let (config, options) = read_system_conf().map_err(|e| format!("resolver config: {e}"))?;
+    let Some(namespace) = namespace else {
+        return Ok((config, options));
+    };
+    let (domain, search, servers) = config.into_parts();
+    let names = |list: Vec<String>| -> Result<Vec<Name>, String> {
+        list.iter()
+            .map(|d| Name::from_str(d).map_err(|e| format!("search domain {d}: {e}")))
+            .collect()
+    };
+    let search = names(search_as(
+        &search.iter().map(Name::to_string).collect::<Vec<_>>(),
+        namespace,
+    ))?;
+    let domain = names(search_as(
+        &domain.iter().map(Name::to_string).collect::<Vec<_>>(),
+        namespace,
+    ))?
+    .pop();
+    Ok((ResolverConfig::from_parts(domain, search, servers), options))
 }
 
 /// The absolute names a stub resolver tries for `name`, in order (resolv.conf rules:
@@ -103,15 +144,9 @@ pub fn search_candidates(name: &str, search: &[String], ndots: usize) -> Vec<Str
 
 /// Queries `opts.name` through /etc/resolv.conf.
 pub async fn dns_probe(opts: &DnsOptions) -> DnsReport {
-    match read_system_conf() {
+    match system_conf(opts.namespace.as_deref()) {
         Ok((config, options)) => dns_probe_with(config, options, opts).await,
-        Err(e) => report(
-            opts,
-            "ERROR",
-            vec![],
-            Some(format!("resolver config: {e}")),
-            vec![],
-        ),
+        Err(e) => report(opts, "ERROR", vec![], Some(e), vec![]),
     }
 }
 
@@ -265,6 +300,26 @@ mod tests {
     const SEARCH: [&str; 3] = ["ns.svc.cluster.local", "svc.cluster.local", "cluster.local"];
 
     #[test]
+    fn search_as_swaps_only_the_namespace_domain() {
+        let pod = [
+            "clients-1.svc.cluster.local.",
+            "svc.cluster.local.",
+            "cluster.local.",
+            "corp.",
+        ];
+        let pod: Vec<String> = pod.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            search_as(&pod, "web-7"),
+            [
+                "web-7.svc.cluster.local.",
+                "svc.cluster.local.",
+                "cluster.local.",
+                "corp."
+            ]
+        );
+    }
+
+    #[test]
     fn candidates_follow_ndots() {
         let s: Vec<String> = SEARCH.iter().map(|s| s.to_string()).collect();
         assert_eq!(
@@ -347,6 +402,7 @@ mod tests {
             record_type: t,
             timeout: Duration::from_millis(ms),
             no_search: false,
+            namespace: None,
         };
         dns_probe_with(config, options, &opts).await
     }

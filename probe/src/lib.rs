@@ -21,7 +21,7 @@
 //! let back: HttpReport = serde_json::from_str(&json).unwrap();
 //! assert_eq!(back.ok, report.ok);
 //!
-//! let tcp = tcp_probe("172.18.0.3:30081", Duration::from_secs(2)).await;
+//! let tcp = tcp_probe("172.18.0.3:30081", Duration::from_secs(2), None).await;
 //! assert_eq!(tcp.result, Outcome::Connected);
 //! # }
 //! ```
@@ -35,7 +35,9 @@ pub use client::{
     http_probe, parse_host_port, parse_http_url, tcp_probe, udp_probe, HttpOptions, HttpTarget,
     UdpOptions,
 };
-pub use dns::{dns_probe, dns_probe_with, search_candidates, DnsOptions, DnsType};
+pub use dns::{
+    dns_probe, dns_probe_with, search_as, search_candidates, system_conf, DnsOptions, DnsType,
+};
 pub use report::{
     classify_io, percentile, DnsReport, EchoReply, ErrorCounts, ErrorKind, HttpReport, HttpTally,
     LatencyMs, Outcome, TcpReport,

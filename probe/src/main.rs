@@ -21,6 +21,11 @@ use svcconf_probe::{
 struct Cli {
     #[command(subcommand)]
     role: Role,
+    /// Resolve names as a pod of this namespace does: its own namespace's domain in
+    /// the search list is swapped for this one's (a client pod shared by the checks
+    /// of several namespaces).
+    #[arg(long, global = true)]
+    namespace: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -109,7 +114,9 @@ fn print(value: &impl Serialize) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let ms = Duration::from_millis;
-    match Cli::parse().role {
+    let cli = Cli::parse();
+    let namespace = cli.namespace;
+    match cli.role {
         Role::Serve {
             http_ports,
             udp_ports,
@@ -150,6 +157,7 @@ async fn main() {
                 timeout: ms(timeout_ms),
                 interval: ms(interval_ms),
                 host_header,
+                namespace,
             };
             print(&http_probe(&opts).await);
         }
@@ -164,10 +172,13 @@ async fn main() {
                 record_type,
                 timeout: ms(timeout_ms),
                 no_search,
+                namespace,
             };
             print(&dns_probe(&opts).await);
         }
-        Role::Tcp { target, timeout_ms } => print(&tcp_probe(&target, ms(timeout_ms)).await),
+        Role::Tcp { target, timeout_ms } => {
+            print(&tcp_probe(&target, ms(timeout_ms), namespace.as_deref()).await)
+        }
         Role::Udp {
             target,
             count,
@@ -183,6 +194,7 @@ async fn main() {
                 interval: ms(interval_ms),
                 source_port,
                 payload: payload.into_bytes(),
+                namespace,
             };
             print(&udp_probe(&opts).await);
         }

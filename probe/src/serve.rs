@@ -341,10 +341,10 @@ mod tests {
         assert_eq!((r.errors.refused, r.sequence[0].as_str()), (1, "refused"));
         let t = Duration::from_secs(2);
         assert_eq!(
-            tcp_probe(&http.to_string(), t).await.result,
+            tcp_probe(&http.to_string(), t, None).await.result,
             Outcome::Connected
         );
-        let tr = tcp_probe(&closed.to_string(), t).await;
+        let tr = tcp_probe(&closed.to_string(), t, None).await;
         assert_eq!((tr.result, tr.error.is_some()), (Outcome::Refused, true));
         let udp_opts = |target: String| UdpOptions {
             target,
@@ -353,6 +353,7 @@ mod tests {
             interval: Duration::ZERO,
             source_port: None,
             payload: b"x".to_vec(),
+            namespace: None,
         };
         let ur = udp_probe(&udp_opts(udp.to_string())).await;
         assert_eq!((ur.count, ur.ok, ur.backends["web-1"]), (2, 2, 2));

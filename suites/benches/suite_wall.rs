@@ -29,11 +29,10 @@ use std::time::Instant;
 use serde_json::json;
 use svcconf_harness::cluster::metallb::{AddressRange, MetallbSource};
 use svcconf_harness::cluster::{self, Kit, KubeconfigSource};
-use svcconf_harness::fixture::Fixtures;
 use svcconf_harness::kube::namespace;
-use svcconf_harness::model::{Case, CaseOutcome, CaseResult, ProxyMode, Variant};
-use svcconf_harness::runner::{CaseRunner, Clusters, Deadlines, Provider};
-use tokio::sync::Semaphore;
+use svcconf_harness::model::{Case, CaseOutcome, CaseResult, Event, ProxyMode, Variant};
+use svcconf_harness::runner::{Clusters, Deadlines, Provider, Session};
+use tokio::sync::{mpsc, Semaphore};
 
 /// The CLI's `--concurrency` default.
 const DEFAULT_CONCURRENCY: usize = 6;
@@ -188,36 +187,47 @@ fn summarize(
 
 /// Every case once, at most `concurrency` at a time; the wall clock runs
 /// from the first start to the last result.
-async fn round(runner: Arc<CaseRunner>, cases: &[Case], concurrency: usize) -> Round {
+async fn round(session: &Session, mode: ProxyMode, cases: &[Case], concurrency: usize) -> Round {
+    let runner = match session.runner(mode).await {
+        Ok(r) => r,
+        Err(e) => unreachable!("the cluster was up before the rounds: {e}"),
+    };
     let permits = Arc::new(Semaphore::new(concurrency));
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for case in cases {
-        let (runner, permits, case) = (runner.clone(), permits.clone(), case.clone());
-        tasks.spawn(async move {
+    let runs = cases.iter().map(|case| {
+        let (runner, permits) = (runner.clone(), permits.clone());
+        async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
-            runner.run(&case, Variant::Plain).await
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(result) => results.push(result),
-            Err(e) => eprintln!("a case task died: {e}"),
+            session.run_case(&runner, case, Variant::Plain).await
         }
-    }
-    Round {
-        wall: started.elapsed().as_secs_f64(),
-        results,
-    }
+    });
+    let results = futures::future::join_all(runs).await;
+    let wall = started.elapsed().as_secs_f64();
+    // Each round starts the run's client pods anew, as a run does.
+    session.end_mode(mode).await;
+    Round { wall, results }
 }
 
 struct Setup {
-    clusters: Clusters,
-    fixtures: Arc<Fixtures>,
+    session: Session,
     modes: Vec<ProxyMode>,
     kubeconfig: bool,
-    metallb: MetallbSource,
+}
+
+/// Progress lines on stderr, as the bench's output.
+fn progress_lines() -> mpsc::UnboundedSender<Event> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if let Event::Progress { mode, message } = event {
+                match mode {
+                    Some(mode) => eprintln!("[{mode}] {message}"),
+                    None => eprintln!("{message}"),
+                }
+            }
+        }
+    });
+    tx
 }
 
 async fn setup() -> Result<Setup, String> {
@@ -259,30 +269,30 @@ async fn setup() -> Result<Setup, String> {
                     .map_err(|_| format!("kube-proxy runs in {detected}"))?]
             }
         };
+        let clusters = Clusters::new(
+            Provider::Kubeconfig {
+                source,
+                kind: None,
+                preload: Vec::new(),
+            },
+            Deadlines::default(),
+        );
         return Ok(Setup {
-            clusters: Clusters::new(
-                Provider::Kubeconfig {
-                    source,
-                    kind: None,
-                    preload: Vec::new(),
-                },
-                Deadlines::default(),
-            ),
-            fixtures,
+            session: Session::new(clusters, fixtures, Deadlines::default(), progress_lines())
+                .with_metallb(metallb),
             modes,
             kubeconfig: true,
-            metallb,
         });
     }
     let docker = cluster::docker_available().await.map_err(|e| fail(&e))?;
     let provider =
         svcconf_suites::kind_provider(&project, kit.as_ref(), &fixtures, &docker).await?;
+    let clusters = Clusters::new(provider, Deadlines::default());
     Ok(Setup {
-        clusters: Clusters::new(provider, Deadlines::default()),
-        fixtures,
+        session: Session::new(clusters, fixtures, Deadlines::default(), progress_lines())
+            .with_metallb(metallb),
         modes: listed.unwrap_or_else(|| vec![ProxyMode::Iptables, ProxyMode::Nftables]),
         kubeconfig: false,
-        metallb,
     })
 }
 
@@ -293,38 +303,22 @@ async fn bench_mode(
     groups: &[(&'static str, Vec<Case>, Option<f64>)],
     runs: usize,
     concurrency: usize,
-    run_ids: &mut Vec<String>,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let progress = |line: String| eprintln!("[{mode}] {line}");
     let started = Instant::now();
-    let cluster = setup
-        .clusters
-        .bring_up(mode, &progress)
-        .await
-        .map_err(|e| cluster::error_chain(&e))?;
-    let name = cluster.info.name.clone();
+    // One runner for every run: what it sets up once (MetalLB) stays warm.
+    let runner = setup.session.runner(mode).await?;
+    let name = runner.cluster.info.name.clone();
     eprintln!(
         "[{mode}] cluster {name} ready in {:.0}s (not timed); {runs} runs per group, {concurrency} cases at a time",
         started.elapsed().as_secs_f64(),
     );
     let deadlines = Deadlines::default();
-    // One runner for every run: what it sets up once (MetalLB) stays warm.
-    let run_id = namespace::random_suffix();
-    run_ids.push(run_id.clone());
-    let runner = Arc::new(
-        CaseRunner::new(
-            cluster.clone(),
-            setup.fixtures.clone(),
-            run_id.clone(),
-            deadlines.clone(),
-        )
-        .with_metallb(setup.metallb.clone()),
-    );
+    let run_id = setup.session.run_id().to_string();
     let mut report = Vec::new();
     for (group, cases, target) in groups.iter().filter(|g| !g.1.is_empty()) {
         let mut rounds = Vec::new();
         for run in 1..=runs {
-            let r = round(runner.clone(), cases, concurrency).await;
+            let r = round(&setup.session, mode, cases, concurrency).await;
             let passed = r.results.iter().filter(|r| r.outcome.is_success()).count();
             eprintln!(
                 "[{mode}] {group} run {run}/{runs}: {:.1}s wall, {passed} passed, {} failed",
@@ -334,7 +328,8 @@ async fn bench_mode(
             rounds.push(r);
             // The next run starts on a cluster without this run's namespaces.
             if let Err(e) =
-                namespace::delete_all(&cluster.client, Some(&run_id), deadlines.teardown).await
+                namespace::delete_all(&runner.cluster.client, Some(&run_id), deadlines.teardown)
+                    .await
             {
                 eprintln!("[{mode}] namespaces of run {run} not gone: {e}");
             }
@@ -390,7 +385,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let mut run_ids = Vec::new();
+        let started = Instant::now();
         let mut report = Vec::new();
         let work = async {
             for &mode in &setup.modes {
@@ -400,7 +395,7 @@ fn main() -> ExitCode {
                     report.push(json!({"mode": mode, "available": false, "reason": reason}));
                     continue;
                 }
-                match bench_mode(&setup, mode, &groups, runs, concurrency, &mut run_ids).await {
+                match bench_mode(&setup, mode, &groups, runs, concurrency).await {
                     Ok(groups) => report.extend(groups),
                     Err(reason) => {
                         println!("{mode}: no cluster: {reason}");
@@ -414,12 +409,8 @@ fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => true,
         };
         // Clusters are kept (warm for the next bench). Each run's namespaces
-        // went after it; those of an interrupted run (the current mode's run
-        // id) go now.
-        let last = run_ids.last().cloned().unwrap_or_default();
-        for line in setup.clusters.tear_down(&last, true, None).await {
-            eprintln!("{line}");
-        }
+        // went after it; those of an interrupted run go now.
+        setup.session.finish(true, None, interrupted, started).await;
         if interrupted {
             eprintln!("interrupted");
             return ExitCode::from(130);

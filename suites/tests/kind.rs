@@ -12,7 +12,6 @@
 //! `SVCCONF_KEEP_CLUSTER=1`, `SVCCONF_JUNIT` (default
 //! `target/svcconf-junit.xml`), `SVCCONF_PROBE_IMAGE`, `SVCCONF_NODE_IMAGE`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -20,30 +19,50 @@ use std::time::Instant;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use svcconf_harness::cluster::{self, Kit};
-use svcconf_harness::fixture::Fixtures;
-use svcconf_harness::kube::namespace::random_suffix;
 use svcconf_harness::model::{Case, CaseKey, CaseOutcome, Event, ProxyMode, Variant};
-use svcconf_harness::report::{table, JsonReporter, JunitReporter, Reporter, Reporters};
-use svcconf_harness::runner::{self, CaseRunner, Clusters, Deadlines};
-use tokio::sync::OnceCell;
+use svcconf_harness::report::{
+    self, table, JsonReporter, JunitReporter, RecordedRun, ReportError, Reporter, RunRecord,
+};
+use svcconf_harness::runner::{self, Clusters, Deadlines, Session};
+use tokio::sync::{mpsc, OnceCell};
 
 /// What every trial shares.
 struct Shared {
     runtime: tokio::runtime::Runtime,
-    /// Set up on first use: docker, kind, images. An error fails every trial.
-    setup: OnceCell<Result<Arc<Setup>, String>>,
-    runners: BTreeMap<ProxyMode, OnceCell<Result<Arc<CaseRunner>, String>>>,
-    /// Fed live, so per-mode timings are real; taken (`None`) once the
-    /// reports are written, so an interrupt racing the end writes them once.
-    reporters: Mutex<Option<Reporters>>,
+    /// Set up on first use: docker, kind, images, the run's session. An
+    /// error fails every trial.
+    setup: OnceCell<Result<Arc<Session>, String>>,
+    /// Where events go before there is a session (and its sender's clone).
+    events: mpsc::UnboundedSender<Event>,
+    /// The reporters' task; taken once the reports are written, so an
+    /// interrupt racing the end writes them once.
+    reporting: Mutex<Option<RecordedRun>>,
     junit: PathBuf,
-    run_id: String,
     keep: bool,
 }
 
-struct Setup {
-    clusters: Clusters,
-    fixtures: Arc<Fixtures>,
+/// Progress lines on stderr, as the trials' output.
+struct ProgressLines;
+
+impl Reporter for ProgressLines {
+    fn on_event(&mut self, event: &Event, _: &RunRecord) -> Result<(), ReportError> {
+        match event {
+            Event::Progress {
+                mode: Some(mode),
+                message,
+            } => eprintln!("[{mode}] {message}"),
+            Event::Progress {
+                mode: None,
+                message,
+            } => eprintln!("{message}"),
+            Event::ClusterReady { cluster, seconds } => eprintln!(
+                "[{}] cluster {} ready in {seconds:.0}s",
+                cluster.mode, cluster.name
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 fn workspace() -> PathBuf {
@@ -52,12 +71,10 @@ fn workspace() -> PathBuf {
 
 impl Shared {
     fn event(&self, e: Event) {
-        if let Some(r) = self.reporters.lock().unwrap().as_mut() {
-            r.handle(&e);
-        }
+        let _ = self.events.send(e);
     }
 
-    async fn setup(&self) -> Result<Arc<Setup>, String> {
+    async fn session(&self) -> Result<Arc<Session>, String> {
         self.setup
             .get_or_init(|| async {
                 let fail = |e: &dyn std::error::Error| cluster::error_chain(e);
@@ -71,101 +88,55 @@ impl Shared {
                 let provider =
                     svcconf_suites::kind_provider(&project, kit.as_ref(), &fixtures, &docker)
                         .await?;
-                Ok(Arc::new(Setup {
-                    clusters: Clusters::new(provider, Deadlines::default()),
+                let clusters = Clusters::new(provider, Deadlines::default());
+                Ok(Arc::new(Session::new(
+                    clusters,
                     fixtures,
-                }))
-            })
-            .await
-            .clone()
-    }
-
-    async fn runner(&self, mode: ProxyMode) -> Result<Arc<CaseRunner>, String> {
-        let setup = self.setup().await?;
-        self.runners[&mode]
-            .get_or_init(|| async {
-                let started = Instant::now();
-                let progress = |line: String| eprintln!("[{mode}] {line}");
-                match setup.clusters.bring_up(mode, &progress).await {
-                    Ok(cluster) => {
-                        let seconds = started.elapsed().as_secs_f64();
-                        eprintln!(
-                            "[{mode}] cluster {} ready in {seconds:.0}s",
-                            cluster.info.name
-                        );
-                        self.event(Event::ClusterReady {
-                            cluster: cluster.info.clone(),
-                            seconds,
-                        });
-                        Ok(Arc::new(CaseRunner::new(
-                            cluster,
-                            setup.fixtures.clone(),
-                            self.run_id.clone(),
-                            Deadlines::default(),
-                        )))
-                    }
-                    Err(e) => {
-                        let reason = cluster::error_chain(&e);
-                        self.event(Event::ClusterFailed {
-                            mode,
-                            reason: reason.clone(),
-                        });
-                        Err(format!("no {mode} cluster: {reason}"))
-                    }
-                }
+                    Deadlines::default(),
+                    self.events.clone(),
+                )))
             })
             .await
             .clone()
     }
 
     async fn trial(&self, key: &CaseKey, case: &Case) -> Result<(), Failed> {
-        let runner = self.runner(key.mode).await.map_err(Failed::from)?;
-        self.event(Event::CaseStarted { key: key.clone() });
-        let result = runner.run(case, key.variant).await;
-        let outcome = result.outcome.clone();
-        let evidence = result.evidence.clone();
-        self.event(Event::CaseFinished { result });
-        match outcome {
+        let session = self.session().await.map_err(Failed::from)?;
+        let runner = session.runner(key.mode).await.map_err(Failed::from)?;
+        let result = session.run_case(&runner, case, key.variant).await;
+        match result.outcome {
             CaseOutcome::Passed | CaseOutcome::Skipped { .. } => Ok(()),
             CaseOutcome::Failed { message } | CaseOutcome::Error { message } => {
-                Err(Failed::from(format!("{message}\n{evidence}")))
+                Err(Failed::from(format!("{message}\n{}", result.evidence)))
             }
         }
     }
 
-    /// Deletes what the run made (after exporting the clusters' logs when
-    /// a trial failed) and writes the reports.
+    /// Undoes what cut-short trials did, deletes what the run made (after
+    /// exporting the clusters' logs when a trial failed) and writes the
+    /// reports.
     fn finish(&self, started: Instant, interrupted: bool, failed: bool) {
-        let logs_dir = self.junit.with_file_name("svcconf-logs");
-        let logs = (failed || interrupted).then_some(logs_dir.as_path());
-        // Cases cut short leave their step side effects: undo them first.
-        for runner in self.runners.values().filter_map(|r| r.get()?.as_ref().ok()) {
-            for line in self.runtime.block_on(runner.undo_unfinished()) {
-                eprintln!("undid {line}");
-            }
-        }
-        if let Some(Ok(setup)) = self.setup.get() {
-            for line in
-                self.runtime
-                    .block_on(setup.clusters.tear_down(&self.run_id, self.keep, logs))
-            {
-                eprintln!("{line}");
-            }
-        }
-        self.event(Event::RunFinished {
-            seconds: started.elapsed().as_secs_f64(),
-            interrupted,
-        });
-        let Some(reporters) = self.reporters.lock().unwrap().take() else {
+        let Some(reporting) = self.reporting.lock().unwrap().take() else {
             return;
         };
-        let junit = &self.junit;
-        let (record, errors) = reporters.finish();
+        let logs_dir = self.junit.with_file_name("svcconf-logs");
+        let logs = (failed || interrupted).then_some(logs_dir.as_path());
+        match self.setup.get() {
+            Some(Ok(session)) => {
+                self.runtime
+                    .block_on(session.finish(self.keep, logs, interrupted, started));
+            }
+            _ => self.event(Event::RunFinished {
+                seconds: started.elapsed().as_secs_f64(),
+                interrupted,
+            }),
+        }
+        let (record, errors) = self.runtime.block_on(reporting).expect("reporter task");
         for e in errors {
             eprintln!("svcconf: {}", cluster::error_chain(&e));
         }
         if !record.planned.is_empty() {
-            eprintln!("{}JUnit: {}", table(&record), junit.display());
+            eprintln!("{}JUnit: {}", table(&record), self.junit.display());
         }
     }
 }
@@ -198,19 +169,24 @@ fn main() -> ExitCode {
     let junit = std::env::var_os("SVCCONF_JUNIT")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/svcconf-junit.xml"));
-    let shared = Arc::new(Shared {
-        runtime: tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime"),
-        setup: OnceCell::new(),
-        runners: modes.iter().map(|m| (*m, OnceCell::new())).collect(),
-        reporters: Mutex::new(Some(Reporters::new(vec![
-            Box::new(JunitReporter::new(junit.clone())) as Box<dyn Reporter>,
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (events, reporting) = {
+        let _entered = runtime.enter();
+        report::spawn(vec![
+            Box::new(ProgressLines) as Box<dyn Reporter>,
+            Box::new(JunitReporter::new(junit.clone())),
             Box::new(JsonReporter::new(junit.with_extension("json"))),
-        ]))),
+        ])
+    };
+    let shared = Arc::new(Shared {
+        runtime,
+        setup: OnceCell::new(),
+        events,
+        reporting: Mutex::new(Some(reporting)),
         junit,
-        run_id: random_suffix(),
         keep: std::env::var("SVCCONF_KEEP_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0"),
     });
 

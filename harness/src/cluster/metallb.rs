@@ -435,6 +435,71 @@ impl Metallb {
     }
 }
 
+/// MetalLB on one cluster, installed by the first case that needs it; every
+/// later case gets the same answer, a failed install included.
+pub struct OnFirstUse {
+    source: MetallbSource,
+    installed: tokio::sync::OnceCell<Result<std::sync::Arc<Metallb>, String>>,
+}
+
+impl OnFirstUse {
+    pub fn new(source: MetallbSource) -> Self {
+        OnFirstUse {
+            source,
+            installed: Default::default(),
+        }
+    }
+
+    /// Where the manifest and the addresses come from.
+    pub fn source(&self) -> &MetallbSource {
+        &self.source
+    }
+
+    /// MetalLB, if a case has installed it.
+    pub fn installed(&self) -> Option<&std::sync::Arc<Metallb>> {
+        self.installed.get().and_then(|r| r.as_ref().ok())
+    }
+
+    /// MetalLB on `cluster`, installed now if no case did yet: on a kind
+    /// cluster, given no addresses, from a slice of the kind network.
+    pub async fn get(
+        &self,
+        cluster: &super::Cluster,
+        applier: &Applier,
+        project: &crate::catalog::Project,
+        images: &ImageMap,
+    ) -> Result<std::sync::Arc<Metallb>, String> {
+        let chain = |e: &dyn std::error::Error| super::error_chain(e);
+        self.installed
+            .get_or_init(|| async {
+                let mode = cluster.info.mode;
+                let mut source = self.source.clone();
+                if source.addresses.is_none() && cluster.node_images.is_some() {
+                    let subnet = super::kind_network_subnet().await?;
+                    source.addresses = Some(AddressRange::for_kind_network(&subnet, mode)?);
+                }
+                let pin = Pin::load(project).map_err(|e| chain(&e))?;
+                let progress = |line: String| tracing::info!(%mode, "{line}");
+                install(
+                    &cluster.client,
+                    applier,
+                    mode,
+                    &pin,
+                    &source,
+                    images,
+                    cluster.node_images.as_ref(),
+                    &cluster.installed,
+                    &progress,
+                )
+                .await
+                .map(std::sync::Arc::new)
+                .map_err(|e| chain(&e))
+            })
+            .await
+            .clone()
+    }
+}
+
 /// Cluster-wide objects a run installed on a cluster it does not own (a
 /// kubeconfig cluster): removed at teardown, newest first.
 #[derive(Debug, Default)]

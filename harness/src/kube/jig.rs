@@ -38,6 +38,9 @@ pub enum JigError {
 pub struct Jig {
     pub client: Client,
     pub namespace: String,
+    /// Where the client pods run: the case's namespace, or the run's shared
+    /// one.
+    pub clients: String,
 }
 
 /// The label the EndpointSlice controller (and kube-proxy) ties a slice to
@@ -63,7 +66,16 @@ fn endpoint_slice_resource() -> ApiResource {
 
 impl Jig {
     pub fn new(client: Client, namespace: String) -> Self {
-        Jig { client, namespace }
+        Jig {
+            client,
+            clients: namespace.clone(),
+            namespace,
+        }
+    }
+
+    /// The same jig, sending from the client pods of namespace `clients`.
+    pub fn with_clients(self, clients: String) -> Self {
+        Jig { clients, ..self }
     }
 
     fn slices_api(&self) -> Api<DynamicObject> {
@@ -147,7 +159,8 @@ impl Jig {
 
     /// The harness's ready client pods, one per node.
     pub async fn client_pods(&self) -> Result<Vec<PodFact>, JigError> {
-        self.ready_pods(CLIENT_SELECTOR).await
+        let clients = Jig::new(self.client.clone(), self.clients.clone());
+        clients.ready_pods(CLIENT_SELECTOR).await
     }
 
     /// Waits for one declared readiness, up to `deadline`.

@@ -459,6 +459,23 @@ pub struct ObjectPatch {
     pub restore: Option<serde_json::Value>,
 }
 
+/// The name (and `app.kubernetes.io/name`) of the harness's client pods'
+/// DaemonSet (fixtures/common/clients.yaml).
+pub const CLIENT_NAME: &str = "svcconf-client";
+
+/// Whose client pods a case's checks are sent from ([`Case::client_pods`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientPods {
+    /// Nothing is sent from a client pod.
+    None,
+    /// The run's DaemonSet, one for every case of a mode: no client pod
+    /// starts per case. The probe resolves names as a pod of the case's
+    /// namespace does (`svcconf-probe --namespace`).
+    Shared,
+    /// A DaemonSet in the case's own namespace.
+    Own,
+}
+
 /// A case declaration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
@@ -508,6 +525,22 @@ impl Case {
             || actions
                 .into_iter()
                 .any(|a| matches!(a, Action::HttpGet { .. }))
+    }
+
+    /// Whose client pods the case sends from: none when nothing does; its
+    /// own when its declaration names them (a Service re-pointed at them, a
+    /// wait on their DaemonSet), so a sabotage meets them in its namespace;
+    /// otherwise the run's, shared by the cases of a mode.
+    pub fn client_pods(&self) -> ClientPods {
+        if !self.needs_client_pods() {
+            return ClientPods::None;
+        }
+        let declared =
+            serde_json::to_string(&(&self.ready, &self.sabotage, &self.steps)).unwrap_or_default();
+        match declared.contains(CLIENT_NAME) {
+            true => ClientPods::Own,
+            false => ClientPods::Shared,
+        }
     }
 
     /// `suite/name`, for people.

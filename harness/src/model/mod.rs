@@ -2,15 +2,17 @@
 //! events. Nothing here touches a cluster, a file or the clock.
 
 mod case;
+mod deadlines;
 mod event;
 mod expectation;
 mod mode;
 mod observation;
 
 pub use case::{
-    Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ModeSwitch,
-    ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step,
+    Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ClientPods,
+    ModeSwitch, ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step, CLIENT_NAME,
 };
+pub use deadlines::Deadlines;
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
 pub use expectation::{Assertion, ErrorKind, Outcome, Rcode};
 pub use mode::{ProxyMode, UnknownProxyMode};

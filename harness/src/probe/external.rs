@@ -49,6 +49,7 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
                 interval: Duration::from_millis(u64::from(*interval_ms)),
                 source_port,
                 payload: b"svcconf-probe".to_vec(),
+                namespace: None,
             };
             let report = svcconf_probe::udp_probe(&opts).await;
             let from = source_port
@@ -59,7 +60,7 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
         }
         Probe::Tcp { target } => {
             let target = facts.render(target);
-            let report = svcconf_probe::tcp_probe(&target, timeout).await;
+            let report = svcconf_probe::tcp_probe(&target, timeout, None).await;
             (format!("tcp {target}"), target, ProbeReport::Tcp(report))
         }
         Probe::Dns { name, .. } => {

@@ -66,20 +66,24 @@ impl Reporters {
     }
 }
 
+/// The reporters' task of [`spawn`]: the record and the reporter errors.
+pub type RecordedRun = tokio::task::JoinHandle<(RunRecord, Vec<ReportError>)>;
+
 /// A task that feeds the events sent on the returned channel to
-/// `reporters` until every sender is dropped, then hands back the record
-/// and the first reporter errors.
+/// `reporters` until `RunFinished` (or every sender is dropped: a sender
+/// still held by a case cut short must not keep the reports unwritten), then
+/// hands back the record and the reporter errors.
 pub fn spawn(
     reporters: Vec<Box<dyn Reporter>>,
-) -> (
-    tokio::sync::mpsc::UnboundedSender<Event>,
-    tokio::task::JoinHandle<(RunRecord, Vec<ReportError>)>,
-) {
+) -> (tokio::sync::mpsc::UnboundedSender<Event>, RecordedRun) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut reporters = Reporters::new(reporters);
         while let Some(event) = rx.recv().await {
             reporters.handle(&event);
+            if matches!(event, Event::RunFinished { .. }) {
+                break;
+            }
         }
         reporters.finish()
     });

@@ -1,0 +1,716 @@
+//! One case run on one cluster: its namespace, what it needs (MetalLB, images,
+//! client pods), its fixtures applied and waited on, then baseline, sabotage,
+//! checks and steps, each phase named; what it changed undone at the end, or
+//! by the run when it is cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::{Mutex, RwLock};
+
+use super::clients::SharedClients;
+use crate::cluster::metallb::{MetallbSource, OnFirstUse};
+use crate::cluster::{self, Cluster};
+use crate::fixture::{Fixtures, CLIENTS_DAEMONSET};
+use crate::kube::apply::Applier;
+use crate::kube::jig::Jig;
+use crate::kube::manifest;
+use crate::kube::namespace;
+use crate::model::{
+    Action, Addon, Case, CaseKey, CaseOutcome, CaseResult, ClientPods, Deadlines, Readiness,
+    Variant,
+};
+use crate::steps;
+use crate::template::{self, Facts};
+
+use super::cluster_error_chain;
+
+/// Between two attempts of a case's checks.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs cases on one ready cluster.
+pub struct CaseRunner {
+    pub cluster: Cluster,
+    pub fixtures: Arc<Fixtures>,
+    pub run_id: String,
+    pub deadlines: Deadlines,
+    pub(super) applier: Applier,
+    /// Installed by the first case that needs it.
+    metallb: OnFirstUse,
+    /// Started by the first case that sends from them.
+    clients: SharedClients,
+    /// Held shared by every case run, and exclusively by a run whose
+    /// sabotage breaks what all share.
+    exclusive: RwLock<()>,
+    /// Hears each case's phases (live view, heartbeats).
+    phases: PhaseSink,
+    /// What each running case (by namespace) must undo when it ends: kept
+    /// here, not in the case's future, so a run cancelled mid-case (Ctrl-C,
+    /// SIGTERM) still puts node addresses and shared objects back.
+    pending: Mutex<std::collections::BTreeMap<String, Vec<steps::Undo>>>,
+}
+
+/// Where a running case says which phase it is in.
+pub type PhaseSink = Arc<dyn Fn(&CaseKey, String) + Send + Sync>;
+
+impl CaseRunner {
+    pub fn new(
+        cluster: Cluster,
+        fixtures: Arc<Fixtures>,
+        run_id: String,
+        deadlines: Deadlines,
+    ) -> Self {
+        let applier = Applier::new(cluster.client.clone());
+        // The kit's manifest by default; the CLI may say otherwise.
+        let metallb = OnFirstUse::new(MetallbSource {
+            manifest: cluster::Kit::load()
+                .ok()
+                .flatten()
+                .and_then(|k| k.manifests.metallb),
+            addresses: None,
+        });
+        CaseRunner {
+            cluster,
+            fixtures,
+            run_id,
+            deadlines,
+            applier,
+            metallb,
+            clients: SharedClients::default(),
+            exclusive: RwLock::new(()),
+            phases: Arc::new(|_, _| {}),
+            pending: Mutex::default(),
+        }
+    }
+
+    async fn defer(&self, namespace: &str, undo: Option<steps::Undo>) {
+        if let Some(u) = undo {
+            let mut pending = self.pending.lock().await;
+            let list = pending.entry(namespace.to_string()).or_default();
+            // The first mode switch knows the cluster as it was; a later one
+            // would restore an intermediate mode.
+            let mode_switch = |u: &steps::Undo| matches!(u, steps::Undo::ProxyMode { .. });
+            if !(mode_switch(&u) && list.iter().any(mode_switch)) {
+                list.push(u);
+            }
+        }
+    }
+
+    /// Undoes what cases that never finished (a cancelled run) left done,
+    /// newest first; the lines say what happened.
+    pub async fn undo_unfinished(&self) -> Vec<String> {
+        let pending = std::mem::take(&mut *self.pending.lock().await);
+        let mut done = Vec::new();
+        for (ns, undo) in pending {
+            for u in undo.iter().rev() {
+                done.push(format!("{ns}: {}", u.run(&self.applier, &ns).await));
+            }
+        }
+        done
+    }
+
+    /// Sends every case's phases to `sink`.
+    pub fn with_phases(mut self, sink: PhaseSink) -> Self {
+        self.phases = sink;
+        self
+    }
+
+    /// Where MetalLB's manifest and addresses come from (`--metallb-manifest`,
+    /// `--lb-addresses`); unset parts keep their defaults.
+    pub fn with_metallb(mut self, source: MetallbSource) -> Self {
+        let mut merged = self.metallb.source().clone();
+        if source.manifest.is_some() {
+            merged.manifest = source.manifest;
+        }
+        if source.addresses.is_some() {
+            merged.addresses = source.addresses;
+        }
+        self.metallb = OnFirstUse::new(merged);
+        self
+    }
+
+    /// The end of the mode's cases: the shared client pods go.
+    pub async fn finish(&self) -> Option<String> {
+        self.clients.delete(&self.cluster).await
+    }
+
+    /// One run of `case`; always a result, never a panic or a hang past
+    /// the deadlines. The namespace is deleted before returning.
+    pub async fn run(&self, case: &Case, variant: Variant) -> CaseResult {
+        let key = CaseKey {
+            mode: self.cluster.info.mode,
+            suite: case.suite.clone(),
+            case: case.name.clone(),
+            variant,
+        };
+        if let Some(reason) = self.skip_reason(case) {
+            // The reason is also the evidence: JUnit consumers that drop
+            // the skip message (sonobuoy) still show it.
+            return CaseResult {
+                key,
+                outcome: CaseOutcome::Skipped {
+                    reason: reason.clone(),
+                },
+                seconds: 0.0,
+                namespace: None,
+                evidence: reason,
+            };
+        }
+        let exclusive =
+            case.exclusive || (variant == Variant::Sabotaged && case.sabotage.exclusive);
+        // Taken before the clock starts: waiting for the others is not the case's time.
+        let (_shared, _alone) = if exclusive {
+            (None, Some(self.exclusive.write().await))
+        } else {
+            (Some(self.exclusive.read().await), None)
+        };
+        let started = Instant::now();
+        let phase = |p: String| (self.phases)(&key, p);
+        let mut evidence = Vec::new();
+        if exclusive {
+            evidence.push("ran alone: its sabotage breaks what every case shares".into());
+        }
+        phase("creating its namespace".into());
+        let client = &self.cluster.client;
+        let pod_security = case.pod_security.as_str();
+        let created = namespace::create(client, &case.name, &self.run_id, pod_security).await;
+        let (outcome, namespace) = match created {
+            Err(e) => (
+                CaseOutcome::Error {
+                    message: format!(
+                        "cannot create the case namespace: {}",
+                        cluster_error_chain(&e)
+                    ),
+                },
+                None,
+            ),
+            Ok(ns) => {
+                let jig = Jig::new(client.clone(), ns.clone());
+                let outcome = self
+                    .run_in(&jig, case, variant, &phase, &mut evidence)
+                    .await;
+                phase("tearing down".into());
+                let undo = self.pending.lock().await.remove(&ns).unwrap_or_default();
+                for u in undo.iter().rev() {
+                    evidence.push(format!("teardown: {}", u.run(&self.applier, &ns).await));
+                }
+                if case.address_pool.is_some() {
+                    if let Some(lb) = self.metallb.installed() {
+                        if let Err(e) = lb.delete_case_pool(&self.applier, &ns).await {
+                            evidence.push(format!(
+                                "teardown: could not delete address pool {ns}: {}",
+                                cluster_error_chain(&e)
+                            ));
+                        }
+                    }
+                }
+                if let Err(e) = namespace::delete(client, &ns).await {
+                    evidence.push(format!("teardown: could not delete namespace {ns}: {e}"));
+                }
+                (outcome, Some(ns))
+            }
+        };
+        // A plain run that failed may have met a broken shared part (CoreDNS
+        // down makes routing by name time out): its message names it first.
+        let outcome = if variant == Variant::Plain && !outcome.is_success() {
+            let problems = cluster::shared_problems(client).await;
+            explained(outcome, &problems)
+        } else {
+            outcome
+        };
+        let outcome = variant_outcome(variant, outcome, &case.sabotage.description, &mut evidence);
+        CaseResult {
+            key,
+            outcome,
+            seconds: started.elapsed().as_secs_f64(),
+            namespace,
+            evidence: evidence.join("\n"),
+        }
+    }
+
+    /// Why `case` is not run here: it switches kube-proxy's mode on a
+    /// cluster svcconf may not change; or, run from a pod of the cluster
+    /// itself, it needs a client or server outside the cluster, or
+    /// LoadBalancer addresses nobody gave (see `cluster::inside`).
+    fn skip_reason(&self, case: &Case) -> Option<String> {
+        if case.switches_proxy_mode() && (self.cluster.in_pod || !self.cluster.may_switch_mode) {
+            let why = "it switches kube-proxy's mode for the whole cluster: svcconf does that on \
+                       the kind clusters it makes, or from outside with SVCCONF_ALLOW_MODE_SWITCH=1 \
+                       (a cluster you may change)";
+            return Some(match self.cluster.in_pod {
+                true => format!("in-cluster run (svcconf in a pod): {why}"),
+                false => why.to_string(),
+            });
+        }
+        if !self.cluster.in_pod {
+            return None;
+        }
+        cluster::inside::skip_reason(case, self.metallb.source().addresses.is_some())
+    }
+
+    async fn run_in(
+        &self,
+        jig: &Jig,
+        case: &Case,
+        variant: Variant,
+        phase: &(dyn Fn(String) + Sync),
+        evidence: &mut Vec<String>,
+    ) -> CaseOutcome {
+        let error = |message: String| CaseOutcome::Error { message };
+        let setup_started = Instant::now();
+        let objects = match self.fixtures.objects(case) {
+            Ok(o) => o,
+            Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
+        };
+        let with_shared;
+        let jig = match case.client_pods() {
+            ClientPods::Shared => {
+                phase("waiting for the run's client pods".into());
+                let ready = self.clients.namespace(
+                    &self.cluster,
+                    &self.applier,
+                    &self.fixtures,
+                    &self.run_id,
+                    self.deadlines.ready,
+                );
+                match ready.await {
+                    Ok(ns) => {
+                        evidence.push(format!("client pods: the run's, in namespace {ns}"));
+                        with_shared = jig.clone().with_clients(ns);
+                        &with_shared
+                    }
+                    Err(e) => return error(format!("the run's client pods: {e}")),
+                }
+            }
+            ClientPods::Own | ClientPods::None => jig,
+        };
+        if case.needs.contains(&Addon::Metallb) {
+            phase("waiting for MetalLB".into());
+            let images = self.fixtures.image_map();
+            let project = self.fixtures.project();
+            let installed = self
+                .metallb
+                .get(&self.cluster, &self.applier, project, images)
+                .await;
+            let lb = match installed {
+                Ok(lb) => lb,
+                Err(e) => return error(format!("{}: {e}", Addon::Metallb)),
+            };
+            if let Some(pool) = &case.address_pool {
+                match lb
+                    .create_case_pool(&self.applier, &jig.namespace, pool.addresses)
+                    .await
+                {
+                    Ok(range) => evidence.push(format!(
+                        "address pool {} (only for this namespace): {range}",
+                        jig.namespace
+                    )),
+                    Err(e) => return error(format!("address pool: {}", cluster_error_chain(&e))),
+                }
+            }
+        }
+        if let Some(nodes) = &self.cluster.node_images {
+            let images: Vec<String> = objects.iter().flat_map(manifest::images).collect();
+            phase(format!(
+                "loading images into the nodes: {}",
+                images.join(", ")
+            ));
+            let started = Instant::now();
+            match nodes.ensure(&images, false).await {
+                Ok(loaded) if !loaded.is_empty() => evidence.push(format!(
+                    "loaded into the nodes in {:.0}s: {}",
+                    started.elapsed().as_secs_f64(),
+                    loaded.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => return error(e),
+            }
+        }
+        // Fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
+        let facts = Facts {
+            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
+            ..Default::default()
+        };
+        let objects: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|o| template::render_json(o, &facts))
+            .collect();
+        phase(format!("applying {} objects", objects.len()));
+        for object in &objects {
+            if let Err(e) = self.applier.apply(&jig.namespace, object).await {
+                return error(format!("apply: {}", cluster_error_chain(&e)));
+            }
+        }
+        let mut ready: Vec<Readiness> = Vec::new();
+        if case.client_pods() == ClientPods::Own {
+            ready.push(Readiness::DaemonSet(CLIENTS_DAEMONSET.into()));
+        }
+        ready.extend(case.ready.iter().cloned());
+        let waited = Instant::now();
+        phase(waiting_for(&ready));
+        if let Err(message) = self.wait_all(jig, &ready).await {
+            return error(message);
+        }
+        // Where a case's time goes (the suite's wall time is mostly this).
+        evidence.push(format!(
+            "ready in {:.1}s after {:.1}s of setup",
+            waited.elapsed().as_secs_f64(),
+            (waited - setup_started).as_secs_f64()
+        ));
+        if variant == Variant::Sabotaged {
+            // The case must pass before its sabotage: a failure seen while
+            // kube-proxy is still programming a new Service would otherwise
+            // be credited to the sabotage.
+            if !case.checks.is_empty() {
+                let mut baseline = Vec::new();
+                phase("checks before the sabotage".into());
+                match self
+                    .checks_until(jig, &case.checks, true, &mut baseline)
+                    .await
+                {
+                    CaseOutcome::Passed => {
+                        evidence.push("baseline: every check passed before the sabotage".into())
+                    }
+                    CaseOutcome::Failed { message } | CaseOutcome::Error { message } => {
+                        evidence.extend(baseline);
+                        return error(format!(
+                            "before its sabotage the case does not pass ({message}): a failure after it would prove nothing"
+                        ));
+                    }
+                    other => return other,
+                }
+            }
+            evidence.push(format!("sabotage: {}", case.sabotage.description));
+            phase(format!("sabotage: {}", case.sabotage.description));
+            let patch = case.sabotage.patch.clone().map(Action::Patch);
+            let images = self.fixtures.image_map();
+            for action in patch.iter().chain(&case.sabotage.actions) {
+                match steps::perform(jig, &self.applier, images, self.cluster.info.mode, action)
+                    .await
+                {
+                    Ok((done, to_undo)) => {
+                        evidence.push(format!("sabotage: {done}"));
+                        self.defer(&jig.namespace, to_undo).await;
+                    }
+                    Err(message) => return error(format!("sabotage: {message}")),
+                }
+            }
+            phase(format!(
+                "sabotage settling: {}",
+                waiting_for(&case.sabotage.settle)
+            ));
+            if let Err(message) = self.wait_all(jig, &case.sabotage.settle).await {
+                return error(format!("sabotage did not settle: {message}"));
+            }
+        }
+        // The first checks are retried until the verdict this variant looks
+        // for (a sabotage may take a moment to reach kube-proxy); a step's
+        // checks until they pass. A sabotage that only shows in a step thus
+        // costs the propagation deadline before the steps start.
+        if !case.checks.is_empty() {
+            phase(format!(
+                "checks ({})",
+                case.checks
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let outcome = self
+                .checks_until(jig, &case.checks, variant == Variant::Plain, evidence)
+                .await;
+            if outcome != CaseOutcome::Passed {
+                return outcome;
+            }
+        }
+        for step in &case.steps {
+            phase(format!("step {}", step.name));
+            for action in &step.actions {
+                let images = self.fixtures.image_map();
+                match steps::perform(jig, &self.applier, images, self.cluster.info.mode, action)
+                    .await
+                {
+                    Ok((done, to_undo)) => {
+                        evidence.push(format!("step {}: {done}", step.name));
+                        self.defer(&jig.namespace, to_undo).await;
+                    }
+                    Err(message) => return error(format!("step {}: {message}", step.name)),
+                }
+            }
+            let acted = Instant::now();
+            let within = Duration::from_secs(step.within_seconds);
+            let waits = step.settle.iter().map(|r| self.wait_one(jig, r, within));
+            if let Some(Err(e)) = join_all(waits).await.into_iter().find(Result::is_err) {
+                return CaseOutcome::Failed {
+                    message: format!("step {}: {e}", step.name),
+                };
+            }
+            let settled = acted.elapsed();
+            let outcome = self.checks_until(jig, &step.checks, true, evidence).await;
+            // A mode switch's restart-to-correct-answer time, for one.
+            evidence.push(format!(
+                "step {}: settled {:.1}s and its checks' verdict {:.1}s after its actions",
+                step.name,
+                settled.as_secs_f64(),
+                acted.elapsed().as_secs_f64()
+            ));
+            if outcome != CaseOutcome::Passed {
+                return match outcome {
+                    CaseOutcome::Failed { message } => CaseOutcome::Failed {
+                        message: format!("step {}: {message}", step.name),
+                    },
+                    other => other,
+                };
+            }
+        }
+        CaseOutcome::Passed
+    }
+
+    /// kube-proxy programs rules after the EndpointSlices change, so the
+    /// first attempt may see the old state: the checks are repeated until
+    /// they pass (`want_pass`) or fail (not `want_pass`), or the propagation
+    /// deadline passes. The verdict and evidence are those of the last
+    /// attempt.
+    async fn checks_until(
+        &self,
+        jig: &Jig,
+        checks: &[crate::model::Check],
+        want_pass: bool,
+        evidence: &mut Vec<String>,
+    ) -> CaseOutcome {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut attempt_evidence = Vec::new();
+            // Looking for a failure, the first one is enough: the checks
+            // after it could only cost time (an unanswered address costs an
+            // ARP timeout per request).
+            let outcome = self
+                .run_checks(jig, checks, !want_pass, &mut attempt_evidence)
+                .await;
+            let settled = match &outcome {
+                CaseOutcome::Passed => want_pass,
+                CaseOutcome::Failed { .. } => !want_pass,
+                _ => false,
+            };
+            if settled || started.elapsed() >= self.deadlines.propagation {
+                if attempt > 1 {
+                    evidence.push(format!(
+                        "verdict of attempt {attempt}, {:.1}s after the first",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                evidence.extend(attempt_evidence);
+                return outcome;
+            }
+            tokio::time::sleep(RETRY_INTERVAL).await;
+        }
+    }
+
+    /// Every check once: the first mismatch is the failure message, an
+    /// error (no observation) is an error.
+    async fn run_checks(
+        &self,
+        jig: &Jig,
+        checks: &[crate::model::Check],
+        stop_at_failure: bool,
+        evidence: &mut Vec<String>,
+    ) -> CaseOutcome {
+        let mut failures = Vec::new();
+        for check in checks {
+            match self.check(jig, check, evidence).await {
+                Ok(mismatches) => {
+                    failures.extend(
+                        mismatches
+                            .into_iter()
+                            .map(|m| format!("{}: {m}", check.name)),
+                    );
+                    if stop_at_failure && !failures.is_empty() {
+                        break;
+                    }
+                }
+                Err(message) => {
+                    return CaseOutcome::Error {
+                        message: format!("{}: {message}", check.name),
+                    }
+                }
+            }
+        }
+        match failures.first() {
+            None => CaseOutcome::Passed,
+            Some(first) => {
+                if failures.len() > 1 {
+                    evidence.push(format!("all mismatches:\n  {}", failures.join("\n  ")));
+                }
+                CaseOutcome::Failed {
+                    message: first.clone(),
+                }
+            }
+        }
+    }
+
+    /// All waits at once (they watch different objects), each with the
+    /// readiness deadline; the first failure names what did not happen.
+    async fn wait_all(&self, jig: &Jig, ready: &[Readiness]) -> Result<(), String> {
+        let results = join_all(
+            ready
+                .iter()
+                .map(|r| self.wait_one(jig, r, self.deadlines.ready)),
+        )
+        .await;
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            let pods = jig.unready_pods().await;
+            return Err(if pods.is_empty() {
+                e
+            } else {
+                format!("{e}\n{pods}")
+            });
+        }
+        Ok(())
+    }
+
+    /// One readiness: the jig's, or kube-proxy's mode, which needs the
+    /// cluster's mode and its nodes (polled: it reads logs and rules).
+    async fn wait_one(
+        &self,
+        jig: &Jig,
+        ready: &Readiness,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let Readiness::ProxyMode { mode } = ready else {
+            return jig
+                .wait(ready, deadline)
+                .await
+                .map_err(|e| cluster_error_chain(&e));
+        };
+        let want = mode.resolve(self.cluster.info.mode)?;
+        let started = Instant::now();
+        let rules = match self.cluster.docker.as_deref() {
+            Some(docker) => cluster::proxy_mode::Rules::Docker(docker),
+            None => cluster::proxy_mode::Rules::KubeProxyPod,
+        };
+        loop {
+            let state =
+                cluster::proxy_mode::switched(&jig.client, rules, want, &jig.namespace).await;
+            match state {
+                Ok(_) => return Ok(()),
+                Err(status) if started.elapsed() >= deadline => {
+                    return Err(format!(
+                        "kube-proxy not switched to {want} after {}s: {status}",
+                        deadline.as_secs()
+                    ))
+                }
+                Err(_) => tokio::time::sleep(RETRY_INTERVAL).await,
+            }
+        }
+    }
+}
+
+/// `outcome` with the shared parts' `problems` before its message.
+fn explained(outcome: CaseOutcome, problems: &[String]) -> CaseOutcome {
+    if problems.is_empty() {
+        return outcome;
+    }
+    let with = |message: String| format!("{}; {message}", problems.join("; "));
+    match outcome {
+        CaseOutcome::Failed { message } => CaseOutcome::Failed {
+            message: with(message),
+        },
+        CaseOutcome::Error { message } => CaseOutcome::Error {
+            message: with(message),
+        },
+        other => other,
+    }
+}
+
+/// `waiting for A, B`: a phase naming every readiness.
+fn waiting_for(ready: &[Readiness]) -> String {
+    let what: Vec<String> = ready.iter().map(Readiness::describe).collect();
+    format!("waiting for {}", what.join(", "))
+}
+
+/// The test's outcome from the case's: a sabotaged run passes exactly when
+/// the case failed (an error is still an error: no evidence either way).
+fn variant_outcome(
+    variant: Variant,
+    outcome: CaseOutcome,
+    sabotage: &str,
+    evidence: &mut Vec<String>,
+) -> CaseOutcome {
+    match (variant, outcome) {
+        (Variant::Plain, o) => o,
+        (Variant::Sabotaged, CaseOutcome::Failed { message }) => {
+            evidence.insert(0, format!("sabotage ({sabotage}) detected: {message}"));
+            CaseOutcome::Passed
+        }
+        (Variant::Sabotaged, CaseOutcome::Passed) => CaseOutcome::Failed {
+            message: format!(
+                "expected the case to fail under sabotage ({sabotage}), but every check passed"
+            ),
+        },
+        (Variant::Sabotaged, o) => o,
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sabotaged_run_passes_only_when_the_case_fails() {
+        let mut evidence = Vec::new();
+        let failed = CaseOutcome::Failed {
+            message: "via-clusterip: expected 3 distinct backends, saw 0".into(),
+        };
+        assert_eq!(
+            variant_outcome(
+                Variant::Sabotaged,
+                failed.clone(),
+                "selector",
+                &mut evidence
+            ),
+            CaseOutcome::Passed
+        );
+        assert_eq!(
+            evidence[0],
+            "sabotage (selector) detected: via-clusterip: expected 3 distinct backends, saw 0"
+        );
+        let unnoticed = variant_outcome(
+            Variant::Sabotaged,
+            CaseOutcome::Passed,
+            "selector",
+            &mut evidence,
+        );
+        assert!(
+            matches!(unnoticed, CaseOutcome::Failed { message } if message.contains("but every check passed"))
+        );
+        let error = CaseOutcome::Error {
+            message: "no result".into(),
+        };
+        assert_eq!(
+            variant_outcome(Variant::Sabotaged, error.clone(), "s", &mut evidence),
+            error
+        );
+        assert_eq!(
+            variant_outcome(Variant::Plain, failed.clone(), "s", &mut evidence),
+            failed
+        );
+    }
+
+    #[test]
+    fn a_failure_names_the_broken_shared_part_first() {
+        let failed = CaseOutcome::Failed {
+            message: "via-name: expected 30/30 requests answered 200, saw 0; errors: dns 30".into(),
+        };
+        let dns = ["CoreDNS has no ready endpoints (Service kube-system/kube-dns)".to_string()];
+        assert_eq!(
+            explained(failed.clone(), &dns),
+            CaseOutcome::Failed {
+                message: "CoreDNS has no ready endpoints (Service kube-system/kube-dns); via-name: expected 30/30 requests answered 200, saw 0; errors: dns 30".into()
+            }
+        );
+        assert_eq!(explained(failed.clone(), &[]), failed);
+        assert_eq!(explained(CaseOutcome::Passed, &dns), CaseOutcome::Passed);
+    }
+}

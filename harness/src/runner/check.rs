@@ -1,0 +1,237 @@
+//! One check of a case: the facts its probe and assertions name, the client
+//! its placement picks, the probe run there, the verdict; on a mismatch, the
+//! proxy rules of the nodes involved.
+
+use std::collections::BTreeSet;
+
+use super::case::CaseRunner;
+use super::cluster_error_chain;
+use crate::cluster;
+use crate::kube::jig::Jig;
+use crate::model::{Assertion, ClientPlacement, Probe};
+use crate::probe;
+use crate::resolve;
+use crate::template::{Facts, PodFact};
+use crate::verdict;
+
+impl CaseRunner {
+    /// Runs one check; `Ok` holds the mismatches (empty: it passed).
+    pub(super) async fn check(
+        &self,
+        jig: &Jig,
+        check: &crate::model::Check,
+        evidence: &mut Vec<String>,
+    ) -> Result<Vec<String>, String> {
+        let mode = self.cluster.info.mode;
+        let assertions = check.expectations(mode);
+        let facts = self
+            .facts(jig, &check.probe, assertions, &check.from)
+            .await?;
+        let obs = if check.from == ClientPlacement::External {
+            probe::external::run(&check.probe, &facts).await
+        } else if check.from == ClientPlacement::ExternalContainer {
+            let docker = self.cluster.docker.as_ref().ok_or(
+                "a check from a fresh container outside the cluster needs docker (kind clusters)",
+            )?;
+            let image = self
+                .fixtures
+                .image_map()
+                .resolve(crate::fixture::PROBE_IMAGE);
+            probe::external::run_in_container(docker, image, &check.probe, &facts).await
+        } else {
+            let from = self.client_for(jig, &check.from, &facts).await?;
+            // A pod of the case's own is in the case's namespace, wherever
+            // the client pods run.
+            let own;
+            let jig = match &check.from {
+                ClientPlacement::Pod(_) => {
+                    own = Jig::new(jig.client.clone(), jig.namespace.clone());
+                    &own
+                }
+                _ => jig,
+            };
+            probe::run_in_pod(jig, &from, &check.probe, &facts).await
+        }
+        .map_err(|e| cluster_error_chain(&e))?;
+        evidence.push(format!(
+            "check {} ({}) from {} on {} ({}): {}\n{}",
+            check.name,
+            check.probe.describe(),
+            obs.client_pod,
+            obs.client_node,
+            obs.client_ip,
+            obs.command.join(" "),
+            obs.raw
+        ));
+        let mismatches: Vec<String> = assertions
+            .iter()
+            .filter_map(|a| verdict::judge(a, &obs, &facts).err())
+            .collect();
+        if let (false, Some(docker)) = (mismatches.is_empty(), &self.cluster.docker) {
+            for node in self.nodes_involved(check, &obs.client_node, &facts).await {
+                evidence.push(cluster::proxy_rules(docker, &node, mode, &jig.namespace).await);
+            }
+        }
+        Ok(mismatches)
+    }
+
+    /// Whose proxy rules explain a failed check: the client pod's node; for
+    /// a client outside the cluster, the node it sent to (a NodePort on a
+    /// node's address), else every node (a LoadBalancer or external IP may
+    /// be answered by any of them).
+    async fn nodes_involved(
+        &self,
+        check: &crate::model::Check,
+        client_node: &str,
+        facts: &Facts,
+    ) -> Vec<String> {
+        if !matches!(
+            check.from,
+            ClientPlacement::External | ClientPlacement::ExternalContainer
+        ) {
+            return vec![client_node.to_string()];
+        }
+        let target = match &check.probe {
+            Probe::Http { target, .. } | Probe::Udp { target, .. } | Probe::Tcp { target } => {
+                facts.render(target)
+            }
+            Probe::Dns { .. } => return Vec::new(),
+        };
+        let host = target
+            .rsplit_once(':')
+            .map_or(target.as_str(), |(h, _)| h)
+            .to_string();
+        let nodes = crate::kube::nodes::internal_ips(&self.cluster.client)
+            .await
+            .unwrap_or_default();
+        match nodes.iter().find(|(_, ip)| *ip == host) {
+            Some((name, _)) => vec![name.clone()],
+            None => nodes.into_iter().map(|(name, _)| name).collect(),
+        }
+    }
+
+    /// Resolves what the probe and the assertions refer to.
+    async fn facts(
+        &self,
+        jig: &Jig,
+        probe: &Probe,
+        assertions: &[Assertion],
+        from: &ClientPlacement,
+    ) -> Result<Facts, String> {
+        let mut facts = Facts::default();
+        facts.vars.insert("namespace".into(), jig.namespace.clone());
+        let mut templates = match probe {
+            Probe::Http { target, path, .. } => vec![target.clone(), path.clone()],
+            Probe::Tcp { target } | Probe::Udp { target, .. } => vec![target.clone()],
+            Probe::Dns { name, .. } => vec![name.clone()],
+        };
+        let mut selectors = BTreeSet::new();
+        for a in assertions {
+            match a {
+                Assertion::Answers(answers) | Assertion::Srv(answers) => {
+                    templates.extend(answers.iter().cloned())
+                }
+                Assertion::Backends { pods, .. } => {
+                    selectors.insert(pods.clone());
+                }
+                Assertion::EndpointSliceShards { service, pods, .. } => {
+                    selectors.insert(pods.clone());
+                    let slices = jig
+                        .slice_facts(service)
+                        .await
+                        .map_err(|e| cluster_error_chain(&e))?;
+                    facts.endpoint_slices.insert(service.clone(), slices);
+                }
+                Assertion::BackendsOnClientNode(pods) => {
+                    selectors.insert(pods.clone());
+                }
+                Assertion::BackendsInClientZone(pods) => {
+                    selectors.insert(pods.clone());
+                    facts.zones = crate::kube::nodes::zones(&jig.client)
+                        .await
+                        .map_err(|e| cluster_error_chain(&e))?;
+                }
+                _ => {}
+            }
+        }
+        if let ClientPlacement::OtherNodeThan(s)
+        | ClientPlacement::SameNodeAs(s)
+        | ClientPlacement::Pod(s) = from
+        {
+            selectors.insert(s.clone());
+        }
+        facts.vars.extend(resolve::vars(jig, &templates).await?);
+        for selector in selectors {
+            let pods = jig
+                .ready_pods(&selector)
+                .await
+                .map_err(|e| cluster_error_chain(&e))?;
+            facts.ready_pods.insert(selector, pods);
+        }
+        Ok(facts)
+    }
+
+    /// Picks the client pod the placement asks for (deterministically).
+    async fn client_for(
+        &self,
+        jig: &Jig,
+        placement: &ClientPlacement,
+        facts: &Facts,
+    ) -> Result<PodFact, String> {
+        if let ClientPlacement::Pod(sel) = placement {
+            // By name, like every other choice: the same pod each attempt.
+            return facts
+                .ready_pods
+                .get(sel)
+                .and_then(|pods| pods.first())
+                .cloned()
+                .ok_or_else(|| format!("no Ready pod {sel} to send from"));
+        }
+        let clients = jig
+            .client_pods()
+            .await
+            .map_err(|e| cluster_error_chain(&e))?;
+        let nodes_of = |selector: &str| -> BTreeSet<String> {
+            facts
+                .ready_pods
+                .get(selector)
+                .map(|p| p.iter().map(|p| p.node.clone()).collect())
+                .unwrap_or_default()
+        };
+        let (chosen, wanted) = match placement {
+            ClientPlacement::AnyNode => (clients.first(), "any node".to_string()),
+            ClientPlacement::External
+            | ClientPlacement::ExternalContainer
+            | ClientPlacement::Pod(_) => (None, "outside the cluster (not a pod)".to_string()),
+            ClientPlacement::OtherNodeThan(sel) => {
+                let busy = nodes_of(sel);
+                (
+                    clients.iter().find(|c| !busy.contains(&c.node)),
+                    format!("a node without pods {sel} (they run on {})", join(&busy)),
+                )
+            }
+            ClientPlacement::SameNodeAs(sel) => {
+                let busy = nodes_of(sel);
+                (
+                    clients.iter().find(|c| busy.contains(&c.node)),
+                    format!("a node with pods {sel} (they run on {})", join(&busy)),
+                )
+            }
+        };
+        chosen.cloned().ok_or_else(|| {
+            let on: BTreeSet<String> = clients.iter().map(|c| c.node.clone()).collect();
+            format!(
+                "no client pod on {wanted}; client pods run on {}",
+                join(&on)
+            )
+        })
+    }
+}
+
+fn join(items: &BTreeSet<String>) -> String {
+    if items.is_empty() {
+        "no node".into()
+    } else {
+        items.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
