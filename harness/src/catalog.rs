@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::backend;
 use crate::kube::manifest::{self, ManifestError};
 use crate::model::{Case, CaseError, Catalog, ProxyMode};
 
@@ -157,8 +158,38 @@ impl Project {
         Ok(Catalog::new(cases)?)
     }
 
-    /// Reads one fixture file (relative to `fixtures/`) into its objects.
+    /// Reads one fixture file (relative to `fixtures/`) into its objects,
+    /// each backend declaration expanded into its workload.
     pub fn load_fixture(&self, case: &str, fixture: &str) -> Result<Vec<Value>, CatalogError> {
+        let (origin, mut docs) = self.parse_fixture(case, fixture)?;
+        for (index, doc) in docs.iter_mut().enumerate() {
+            if backend::is_declaration(doc) {
+                let base = self.backend_base(case)?;
+                *doc = backend::expand(&base, doc).map_err(|problem| ManifestError::Invalid {
+                    origin: origin.to_string(),
+                    index: index + 1,
+                    problem,
+                })?;
+            }
+        }
+        Ok(docs)
+    }
+
+    /// The backend fixture's one workload, which declarations expand from.
+    fn backend_base(&self, case: &str) -> Result<Value, CatalogError> {
+        let (origin, docs) = self.parse_fixture(case, backend::FIXTURE)?;
+        match <[Value; 1]>::try_from(docs) {
+            Ok([base]) if !backend::is_declaration(&base) => Ok(base),
+            _ => Err(ManifestError::Invalid {
+                origin: origin.to_string(),
+                index: 1,
+                problem: "the backend fixture must be exactly one workload".into(),
+            }
+            .into()),
+        }
+    }
+
+    fn parse_fixture(&self, case: &str, fixture: &str) -> Result<(&str, Vec<Value>), CatalogError> {
         let file = self
             .files
             .get(&format!("fixtures/{fixture}"))
@@ -170,7 +201,7 @@ impl Project {
             .origin
             .strip_prefix("built-in ")
             .unwrap_or(&file.origin);
-        Ok(manifest::parse_documents(origin, &file.text)?)
+        Ok((origin, manifest::parse_documents(origin, &file.text)?))
     }
 }
 
