@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use crate::kube::exec::{self, ExecError};
 use crate::kube::jig::Jig;
-use crate::model::{DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport};
+use crate::model::{
+    DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport, REQUEST_TIMEOUT_MS,
+};
 use crate::template::{Facts, PodFact};
 
 /// Where the probe binary lives in the probe image (`FROM scratch`).
 pub const PROBE_BIN: &str = "/probe";
-/// Per-request timeout: long enough for a loaded 2-core node, short enough
-/// that a blackholed request costs little.
-pub(crate) const REQUEST_TIMEOUT_MS: u32 = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {

@@ -31,7 +31,7 @@ use svcconf_harness::cluster::metallb::{AddressRange, MetallbSource};
 use svcconf_harness::cluster::{self, Kit, KubeconfigSource};
 use svcconf_harness::kube::namespace;
 use svcconf_harness::model::{Case, CaseOutcome, CaseResult, Event, ProxyMode, Variant};
-use svcconf_harness::runner::{Clusters, Deadlines, Provider, Session};
+use svcconf_harness::runner::{self, Clusters, Deadlines, Provider, Session};
 use tokio::sync::{mpsc, Semaphore};
 
 /// The CLI's `--concurrency` default.
@@ -194,11 +194,15 @@ async fn round(session: &Session, mode: ProxyMode, cases: &[Case], concurrency: 
     };
     let permits = Arc::new(Semaphore::new(concurrency));
     let started = Instant::now();
-    let runs = cases.iter().map(|case| {
+    let order = runner::start_order(
+        cases.iter().map(|c| (c, Variant::Plain)),
+        session.fixtures(),
+    );
+    let runs = order.into_iter().map(|(case, variant)| {
         let (runner, permits) = (runner.clone(), permits.clone());
         async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
-            session.run_case(&runner, case, Variant::Plain).await
+            session.run_case(&runner, case, variant).await
         }
     });
     let results = futures::future::join_all(runs).await;

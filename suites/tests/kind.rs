@@ -12,6 +12,7 @@
 //! `SVCCONF_KEEP_CLUSTER=1`, `SVCCONF_JUNIT` (default
 //! `target/svcconf-junit.xml`), `SVCCONF_PROBE_IMAGE`, `SVCCONF_NODE_IMAGE`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -190,9 +191,24 @@ fn main() -> ExitCode {
         keep: std::env::var("SVCCONF_KEEP_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0"),
     });
 
+    // Trials start in the runner's order (the long ones first); the
+    // reports list them in the catalog's.
+    let start = {
+        let fixtures = svcconf_suites::fixtures(&svcconf_suites::project().expect("loaded"), None);
+        let runs = cases
+            .iter()
+            .flat_map(|c| [Variant::Plain, Variant::Sabotaged].map(|v| (c, v)));
+        let order = runner::start_order(runs, &fixtures);
+        let rank: BTreeMap<(&str, Variant), usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, (case, variant))| ((case.name.as_str(), *variant), i))
+            .collect();
+        move |key: &CaseKey| rank[&(key.case.as_str(), key.variant)]
+    };
     let mut trials = Vec::new();
     let mut planned = Vec::new();
-    for &mode in &modes {
+    for (m, &mode) in modes.iter().enumerate() {
         let unavailable = cluster::mode_unavailable(mode);
         for case in cases.iter() {
             for variant in [Variant::Plain, Variant::Sabotaged] {
@@ -217,12 +233,14 @@ fn main() -> ExitCode {
                     }
                 };
                 if !args.is_filtered_out(&trial) && !args.is_ignored(&trial) {
-                    planned.push(key);
+                    planned.push(key.clone());
                 }
-                trials.push(trial);
+                trials.push((m, start(&key), trial));
             }
         }
     }
+    trials.sort_by_key(|(m, rank, _)| (*m, *rank));
+    let trials: Vec<Trial> = trials.into_iter().map(|(_, _, trial)| trial).collect();
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
     }

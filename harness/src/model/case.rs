@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Assertion, ProxyMode};
+use super::{Assertion, ErrorKind, Outcome, ProxyMode, Variant};
+
+/// Per-request timeout of the probe: long enough for a loaded 2-core node,
+/// short enough that a blackholed request costs little.
+pub const REQUEST_TIMEOUT_MS: u32 = 2000;
 
 /// One case, as declared in `suites/cases/<suite>/<name>.yaml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,6 +301,28 @@ impl Check {
     pub fn expectations(&self, mode: ProxyMode) -> &[Assertion] {
         self.expect_by_mode.get(&mode).unwrap_or(&self.expect)
     }
+
+    /// Milliseconds a passing run of the check waits by design: the pauses
+    /// between its requests, and every request that is meant to time out.
+    pub fn designed_wait_ms(&self) -> u64 {
+        let (requests, interval) = match &self.probe {
+            Probe::Http {
+                count, interval_ms, ..
+            }
+            | Probe::Udp {
+                count, interval_ms, ..
+            } => (*count, *interval_ms),
+            Probe::Tcp { .. } | Probe::Dns { .. } => (1, 0),
+        };
+        let times_out = self.expect.iter().any(|a| {
+            matches!(
+                a,
+                Assertion::AllFailWith(ErrorKind::Timeout) | Assertion::TcpResult(Outcome::Timeout)
+            )
+        });
+        let timeouts = if times_out { REQUEST_TIMEOUT_MS } else { 0 };
+        u64::from(requests) * u64::from(interval + timeouts)
+    }
 }
 
 /// Where the client runs. Client pods come from a DaemonSet in the case's
@@ -490,6 +516,25 @@ pub enum CaseError {
 }
 
 impl Case {
+    /// A rough guess of the seconds a plain run spends in its checks and
+    /// steps: a second per check, two per step (its actions and settle),
+    /// plus what the checks wait by design. Only an order key: the runner
+    /// starts long cases first, so they do not become the run's tail.
+    pub fn expected_seconds(&self) -> f64 {
+        let checks = self
+            .checks
+            .iter()
+            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        let waits: u64 = checks.clone().map(Check::designed_wait_ms).sum();
+        checks.count() as f64 + 2.0 * self.steps.len() as f64 + waits as f64 / 1000.0
+    }
+
+    /// Whether this run of the case waits for every other and runs alone:
+    /// the case changes what all cases share, or its sabotage breaks it.
+    pub fn runs_alone(&self, variant: Variant) -> bool {
+        self.exclusive || (variant == Variant::Sabotaged && self.sabotage.exclusive)
+    }
+
     /// Whether a step or the sabotage switches kube-proxy's mode: a change
     /// to the whole cluster, not the case's namespace.
     pub fn switches_proxy_mode(&self) -> bool {
@@ -537,10 +582,28 @@ impl Case {
         }
         let declared =
             serde_json::to_string(&(&self.ready, &self.sabotage, &self.steps)).unwrap_or_default();
-        match declared.contains(CLIENT_NAME) {
+        match declared.contains(CLIENT_NAME) || self.expects_refusal() {
             true => ClientPods::Own,
             false => ClientPods::Shared,
         }
+    }
+
+    /// Whether a check expects connections refused. kube-proxy refuses with
+    /// ICMP, which the node's kernel sends at most about once a second per
+    /// destination (`net.ipv4.icmp_ratelimit`, a burst of 6): from the
+    /// client pods every case shares, the others' refusals (kube-proxy
+    /// still programming a new Service) starve it into timeouts.
+    fn expects_refusal(&self) -> bool {
+        let checks = self
+            .checks
+            .iter()
+            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        checks.flat_map(|c| c.expect.iter()).any(|a| {
+            matches!(
+                a,
+                Assertion::AllFailWith(ErrorKind::Refused) | Assertion::TcpResult(Outcome::Refused)
+            )
+        })
     }
 
     /// `suite/name`, for people.
@@ -723,6 +786,32 @@ sabotage:
             "nothing"
         );
         case.validate().unwrap();
+    }
+
+    #[test]
+    fn a_check_waits_for_its_pauses_and_its_expected_timeouts() {
+        let mut check = case().checks[0].clone();
+        assert_eq!(check.designed_wait_ms(), 0);
+        check.probe = Probe::Http {
+            target: "web:80".into(),
+            count: 7,
+            path: "/".into(),
+            interval_ms: 2600,
+        };
+        assert_eq!(check.designed_wait_ms(), 7 * 2600);
+        check.expect = vec![Assertion::AllFailWith(ErrorKind::Timeout)];
+        assert_eq!(
+            check.designed_wait_ms(),
+            7 * u64::from(2600 + REQUEST_TIMEOUT_MS)
+        );
+        check.probe = Probe::Tcp {
+            target: "web:80".into(),
+        };
+        check.expect = vec![Assertion::TcpResult(Outcome::Timeout)];
+        assert_eq!(check.designed_wait_ms(), u64::from(REQUEST_TIMEOUT_MS));
+        let mut long = case();
+        long.checks.push(check);
+        assert!(long.expected_seconds() > case().expected_seconds() + 1.0);
     }
 
     #[test]

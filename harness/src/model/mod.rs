@@ -11,6 +11,7 @@ mod observation;
 pub use case::{
     Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ClientPods,
     ModeSwitch, ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step, CLIENT_NAME,
+    REQUEST_TIMEOUT_MS,
 };
 pub use deadlines::Deadlines;
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};

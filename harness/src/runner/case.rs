@@ -157,8 +157,7 @@ impl CaseRunner {
                 evidence: reason,
             };
         }
-        let exclusive =
-            case.exclusive || (variant == Variant::Sabotaged && case.sabotage.exclusive);
+        let exclusive = case.runs_alone(variant);
         // Taken before the clock starts: waiting for the others is not the case's time.
         let (_shared, _alone) = if exclusive {
             (None, Some(self.exclusive.write().await))
@@ -263,95 +262,41 @@ impl CaseRunner {
             Ok(o) => o,
             Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
         };
+        // The run's client pods (the first case starts them) come up while
+        // the case's own objects do; only the checks need them.
+        let shared_clients = async {
+            if case.client_pods() != ClientPods::Shared {
+                return None;
+            }
+            let ready = self.clients.namespace(
+                &self.cluster,
+                &self.applier,
+                &self.fixtures,
+                &self.run_id,
+                self.deadlines.ready,
+            );
+            Some(ready.await)
+        };
+        let mut setup_evidence = Vec::new();
+        let (clients, setup) = tokio::join!(
+            shared_clients,
+            self.set_up(jig, case, objects, phase, &mut setup_evidence)
+        );
         let with_shared;
-        let jig = match case.client_pods() {
-            ClientPods::Shared => {
-                phase("waiting for the run's client pods".into());
-                let ready = self.clients.namespace(
-                    &self.cluster,
-                    &self.applier,
-                    &self.fixtures,
-                    &self.run_id,
-                    self.deadlines.ready,
-                );
-                match ready.await {
-                    Ok(ns) => {
-                        evidence.push(format!("client pods: the run's, in namespace {ns}"));
-                        with_shared = jig.clone().with_clients(ns);
-                        &with_shared
-                    }
-                    Err(e) => return error(format!("the run's client pods: {e}")),
-                }
+        let jig = match clients {
+            Some(Ok(ns)) => {
+                evidence.push(format!("client pods: the run's, in namespace {ns}"));
+                with_shared = jig.clone().with_clients(ns);
+                &with_shared
             }
-            ClientPods::Own | ClientPods::None => jig,
+            Some(Err(e)) => return error(format!("the run's client pods: {e}")),
+            None => jig,
         };
-        if case.needs.contains(&Addon::Metallb) {
-            phase("waiting for MetalLB".into());
-            let images = self.fixtures.image_map();
-            let project = self.fixtures.project();
-            let installed = self
-                .metallb
-                .get(&self.cluster, &self.applier, project, images)
-                .await;
-            let lb = match installed {
-                Ok(lb) => lb,
-                Err(e) => return error(format!("{}: {e}", Addon::Metallb)),
-            };
-            if let Some(pool) = &case.address_pool {
-                match lb
-                    .create_case_pool(&self.applier, &jig.namespace, pool.addresses)
-                    .await
-                {
-                    Ok(range) => evidence.push(format!(
-                        "address pool {} (only for this namespace): {range}",
-                        jig.namespace
-                    )),
-                    Err(e) => return error(format!("address pool: {}", cluster_error_chain(&e))),
-                }
-            }
-        }
-        if let Some(nodes) = &self.cluster.node_images {
-            let images: Vec<String> = objects.iter().flat_map(manifest::images).collect();
-            phase(format!(
-                "loading images into the nodes: {}",
-                images.join(", ")
-            ));
-            let started = Instant::now();
-            match nodes.ensure(&images, false).await {
-                Ok(loaded) if !loaded.is_empty() => evidence.push(format!(
-                    "loaded into the nodes in {:.0}s: {}",
-                    started.elapsed().as_secs_f64(),
-                    loaded.join(", ")
-                )),
-                Ok(_) => {}
-                Err(e) => return error(e),
-            }
-        }
-        // Fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
-        let facts = Facts {
-            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
-            ..Default::default()
+        evidence.append(&mut setup_evidence);
+        let waited = match setup {
+            Ok(waited) => waited,
+            Err(outcome) => return outcome,
         };
-        let objects: Vec<serde_json::Value> = objects
-            .iter()
-            .map(|o| template::render_json(o, &facts))
-            .collect();
-        phase(format!("applying {} objects", objects.len()));
-        for object in &objects {
-            if let Err(e) = self.applier.apply(&jig.namespace, object).await {
-                return error(format!("apply: {}", cluster_error_chain(&e)));
-            }
-        }
-        let mut ready: Vec<Readiness> = Vec::new();
-        if case.client_pods() == ClientPods::Own {
-            ready.push(Readiness::DaemonSet(CLIENTS_DAEMONSET.into()));
-        }
-        ready.extend(case.ready.iter().cloned());
-        let waited = Instant::now();
-        phase(waiting_for(&ready));
-        if let Err(message) = self.wait_all(jig, &ready).await {
-            return error(message);
-        }
         // Where a case's time goes (the suite's wall time is mostly this).
         evidence.push(format!(
             "ready in {:.1}s after {:.1}s of setup",
@@ -467,11 +412,95 @@ impl CaseRunner {
         CaseOutcome::Passed
     }
 
+    /// What the case needs before its checks: MetalLB and its address
+    /// pool, its images on the nodes, its objects applied and ready. `Ok`
+    /// carries the moment its readiness waits began.
+    async fn set_up(
+        &self,
+        jig: &Jig,
+        case: &Case,
+        objects: Vec<serde_json::Value>,
+        phase: &(dyn Fn(String) + Sync),
+        evidence: &mut Vec<String>,
+    ) -> Result<Instant, CaseOutcome> {
+        let error = |message: String| CaseOutcome::Error { message };
+        if case.needs.contains(&Addon::Metallb) {
+            phase("waiting for MetalLB".into());
+            let images = self.fixtures.image_map();
+            let project = self.fixtures.project();
+            let installed = self
+                .metallb
+                .get(&self.cluster, &self.applier, project, images)
+                .await;
+            let lb = match installed {
+                Ok(lb) => lb,
+                Err(e) => return Err(error(format!("{}: {e}", Addon::Metallb))),
+            };
+            if let Some(pool) = &case.address_pool {
+                match lb
+                    .create_case_pool(&self.applier, &jig.namespace, pool.addresses)
+                    .await
+                {
+                    Ok(range) => evidence.push(format!(
+                        "address pool {} (only for this namespace): {range}",
+                        jig.namespace
+                    )),
+                    Err(e) => {
+                        return Err(error(format!("address pool: {}", cluster_error_chain(&e))))
+                    }
+                }
+            }
+        }
+        if let Some(nodes) = &self.cluster.node_images {
+            let images: Vec<String> = objects.iter().flat_map(manifest::images).collect();
+            phase(format!(
+                "loading images into the nodes: {}",
+                images.join(", ")
+            ));
+            let started = Instant::now();
+            match nodes.ensure(&images, false).await {
+                Ok(loaded) if !loaded.is_empty() => evidence.push(format!(
+                    "loaded into the nodes in {:.0}s: {}",
+                    started.elapsed().as_secs_f64(),
+                    loaded.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => return Err(error(e)),
+            }
+        }
+        // Fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
+        let facts = Facts {
+            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
+            ..Default::default()
+        };
+        let objects: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|o| template::render_json(o, &facts))
+            .collect();
+        phase(format!("applying {} objects", objects.len()));
+        for object in &objects {
+            if let Err(e) = self.applier.apply(&jig.namespace, object).await {
+                return Err(error(format!("apply: {}", cluster_error_chain(&e))));
+            }
+        }
+        let mut ready: Vec<Readiness> = Vec::new();
+        if case.client_pods() == ClientPods::Own {
+            ready.push(Readiness::DaemonSet(CLIENTS_DAEMONSET.into()));
+        }
+        ready.extend(case.ready.iter().cloned());
+        let waited = Instant::now();
+        phase(waiting_for(&ready));
+        if let Err(message) = self.wait_all(jig, &ready).await {
+            return Err(error(message));
+        }
+        Ok(waited)
+    }
+
     /// kube-proxy programs rules after the EndpointSlices change, so the
     /// first attempt may see the old state: the checks are repeated until
     /// they pass (`want_pass`) or fail (not `want_pass`), or the propagation
-    /// deadline passes. The verdict and evidence are those of the last
-    /// attempt.
+    /// deadline passes; the attempt that starts after the deadline is the
+    /// last. The verdict and evidence are those of the last attempt.
     async fn checks_until(
         &self,
         jig: &Jig,
@@ -481,29 +510,39 @@ impl CaseRunner {
     ) -> CaseOutcome {
         let started = Instant::now();
         let mut attempt = 0;
+        let mut first_miss = None;
         loop {
             attempt += 1;
+            let last = started.elapsed() >= self.deadlines.propagation;
             let mut attempt_evidence = Vec::new();
-            // Looking for a failure, the first one is enough: the checks
-            // after it could only cost time (an unanswered address costs an
-            // ARP timeout per request).
+            // The first mismatch settles an attempt that looks for a
+            // failure, and dooms one that will be retried: the checks after
+            // it could only cost time (a blackholed request costs its
+            // timeout). A pass still needs every check of one attempt, and
+            // the last attempt runs them all, so a failure lists each miss.
+            let stop_at_failure = !want_pass || !last;
             let outcome = self
-                .run_checks(jig, checks, !want_pass, &mut attempt_evidence)
+                .run_checks(jig, checks, stop_at_failure, &mut attempt_evidence)
                 .await;
             let settled = match &outcome {
                 CaseOutcome::Passed => want_pass,
                 CaseOutcome::Failed { .. } => !want_pass,
                 _ => false,
             };
-            if settled || started.elapsed() >= self.deadlines.propagation {
+            if settled || last {
                 if attempt > 1 {
+                    let first = first_miss.map(|m| format!(" (attempt 1: {m})"));
                     evidence.push(format!(
-                        "verdict of attempt {attempt}, {:.1}s after the first",
-                        started.elapsed().as_secs_f64()
+                        "verdict of attempt {attempt}, {:.1}s after the first{}",
+                        started.elapsed().as_secs_f64(),
+                        first.unwrap_or_default()
                     ));
                 }
                 evidence.extend(attempt_evidence);
                 return outcome;
+            }
+            if attempt == 1 {
+                first_miss = outcome.message().map(str::to_string);
             }
             tokio::time::sleep(RETRY_INTERVAL).await;
         }
