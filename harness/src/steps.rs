@@ -3,102 +3,18 @@
 //! the case's jig. Patches are rendered first, so they may use the same
 //! placeholders as checks (`${spareIP:1}`).
 
-use std::time::Duration;
-
-use k8s_openapi::api::apps::v1::DaemonSet;
-use kube::Api;
-
+use crate::cluster::command;
+use crate::cluster::docker::{self, DOCKER_DEADLINE};
 use crate::cluster::proxy_mode;
-use crate::cluster::{command, docker};
+use crate::cluster::undo::{Defer, Undo};
 use crate::kube::apply::Applier;
 use crate::kube::exec;
 use crate::kube::jig::Jig;
 use crate::kube::manifest::ImageMap;
-use crate::kube::wait;
 use crate::model::{Action, ObjectPatch, Probe, ProbeReport, ProxyMode};
 use crate::probe;
 use crate::resolve;
 use crate::template::{render_json, strings, Facts, NodePick};
-
-const DOCKER_DEADLINE: Duration = Duration::from_secs(20);
-
-/// What must be undone when the case ends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Undo {
-    /// An address put on a node.
-    Address { node: String, address: String },
-    /// A container started next to the cluster.
-    Container { name: String },
-    /// A shared object patched (its `restore` patch, ready to apply).
-    Patch(ObjectPatch),
-    /// kube-proxy's configuration before the case switched its mode, and
-    /// the mode it ran.
-    ProxyMode { config: String, mode: ProxyMode },
-}
-
-/// How long a restored shared workload (MetalLB's speaker) may take to be
-/// ready again, so the cases after it find it working.
-const RESTORE_DEADLINE: Duration = Duration::from_secs(120);
-
-impl Undo {
-    /// Undoes it; the line says what happened, for the evidence.
-    pub async fn run(&self, applier: &Applier, namespace: &str) -> String {
-        if let Undo::Patch(patch) = self {
-            return restore(applier, namespace, patch).await;
-        }
-        if let Undo::ProxyMode { config, mode } = self {
-            return proxy_mode::restore(applier.client(), config, *mode).await;
-        }
-        let Some(docker) = command::which("docker") else {
-            return format!("cannot undo {self:?}: no docker");
-        };
-        match self {
-            Undo::Patch(_) | Undo::ProxyMode { .. } => unreachable!("handled above"),
-            Undo::Address { node, address } => {
-                let cidr = format!("{address}/32");
-                let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
-                match command::run(&docker, &args, DOCKER_DEADLINE).await {
-                    Ok(_) => format!("removed {cidr} from node {node}"),
-                    Err(e) => format!("could not remove {cidr} from node {node}: {e}"),
-                }
-            }
-            Undo::Container { name } => {
-                match command::run(&docker, &["rm", "-f", name], DOCKER_DEADLINE).await {
-                    Ok(_) => format!("removed container {name}"),
-                    Err(e) => format!("could not remove container {name}: {e}"),
-                }
-            }
-        }
-    }
-}
-
-/// Applies a restore patch; a DaemonSet is then waited on until it is ready
-/// on every node again.
-async fn restore(applier: &Applier, namespace: &str, patch: &ObjectPatch) -> String {
-    let ns = patch.namespace.as_deref().unwrap_or(namespace);
-    let what = format!("{} {} in {ns}", patch.kind, patch.name);
-    if let Err(e) = applier.merge_patch(namespace, patch).await {
-        return format!(
-            "could not restore {what}: {}",
-            crate::cluster::error_chain(&e)
-        );
-    }
-    if patch.kind != "DaemonSet" {
-        return format!("restored {what}");
-    }
-    let ready = wait::until(
-        Api::<DaemonSet>::namespaced(applier.client().clone(), ns),
-        Some(&format!("metadata.name={}", patch.name)),
-        what.clone(),
-        RESTORE_DEADLINE,
-        wait::daemonset_ready(&patch.name),
-    )
-    .await;
-    match ready {
-        Ok(()) => format!("restored {what}; ready again"),
-        Err(e) => format!("restored {what}, but {e}"),
-    }
-}
 
 async fn facts_for(jig: &Jig, templates: &[String]) -> Result<Facts, String> {
     Ok(Facts {
@@ -107,15 +23,18 @@ async fn facts_for(jig: &Jig, templates: &[String]) -> Result<Facts, String> {
     })
 }
 
-/// Does one action; `Ok` is a line of evidence saying what was done, and
-/// what to undo when the case ends.
+/// Does one action; `Ok` is a line of evidence saying what was done. What
+/// must be undone when the case ends goes to `defer` as soon as the change
+/// may have happened, before the action is over: a step that fails or times
+/// out half-way, or a run cancelled during it, still has it undone.
 pub async fn perform(
     jig: &Jig,
     applier: &Applier,
     images: &ImageMap,
     cluster_mode: ProxyMode,
     action: &Action,
-) -> Result<(String, Option<Undo>), String> {
+    defer: &Defer<'_>,
+) -> Result<String, String> {
     match action {
         Action::ProxyMode { to, restart } => {
             let mode = to.resolve(cluster_mode)?;
@@ -125,22 +44,19 @@ pub async fn perform(
                 "kube-proxy's config.conf has no top-level `mode:` line to edit".to_string()
             })?;
             proxy_mode::configure(client, &config).await?;
-            let undo = Undo::ProxyMode {
+            defer(Undo::ProxyMode {
                 config: before,
                 mode: cluster_mode,
-            };
+            })
+            .await;
             if !restart {
-                return Ok((
-                    format!("set mode: {mode} in kube-proxy's ConfigMap, no restart"),
-                    Some(undo),
+                return Ok(format!(
+                    "set mode: {mode} in kube-proxy's ConfigMap, no restart"
                 ));
             }
             proxy_mode::restart(client).await?;
-            Ok((
-                format!(
-                    "set mode: {mode} in kube-proxy's ConfigMap and restarted DaemonSet kube-proxy"
-                ),
-                Some(undo),
+            Ok(format!(
+                "set mode: {mode} in kube-proxy's ConfigMap and restarted DaemonSet kube-proxy"
             ))
         }
         Action::Patch(patch) => {
@@ -151,26 +67,26 @@ pub async fn perform(
                 merge: render_json(&patch.merge, &facts),
                 ..patch.clone()
             };
+            // Before the patch: one that times out may still have landed,
+            // and the restore patch only sets what was there.
+            if let Some(merge) = rendered.restore.clone() {
+                defer(Undo::Patch(ObjectPatch {
+                    merge,
+                    restore: None,
+                    ..rendered.clone()
+                }))
+                .await;
+            }
             applier
                 .merge_patch(&jig.namespace, &rendered)
                 .await
                 .map_err(|e| crate::cluster::error_chain(&e))?;
-            let undo = rendered.restore.clone().map(|merge| {
-                Undo::Patch(ObjectPatch {
-                    merge,
-                    restore: None,
-                    ..rendered.clone()
-                })
-            });
-            Ok((
-                format!(
-                    "patched {}{} {}: {}",
-                    rendered.kind,
-                    if rendered.status { " status" } else { "" },
-                    rendered.name,
-                    rendered.merge
-                ),
-                undo,
+            Ok(format!(
+                "patched {}{} {}: {}",
+                rendered.kind,
+                if rendered.status { " status" } else { "" },
+                rendered.name,
+                rendered.merge
             ))
         }
         Action::NodeAddress { node, address } => {
@@ -184,13 +100,17 @@ pub async fn perform(
                 .ok_or_else(|| "placing an address on a node needs docker (kind)".to_string())?;
             let cidr = format!("{address}/32");
             let args = ["exec", &node, "ip", "addr", "add", &cidr, "dev", "eth0"];
+            // After it: the address may have been there already, and then
+            // it is not the case's to remove.
             command::run(&docker, &args, DOCKER_DEADLINE)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((
-                format!("added {cidr} to node {node}"),
-                Some(Undo::Address { node, address }),
-            ))
+            defer(Undo::Address {
+                node: node.clone(),
+                address,
+            })
+            .await;
+            Ok(format!("added {cidr} to node {node}"))
         }
         Action::Apply(object) => {
             let mut templates = Vec::new();
@@ -201,13 +121,10 @@ pub async fn perform(
                 .apply(&jig.namespace, &rendered)
                 .await
                 .map_err(|e| crate::cluster::error_chain(&e))?;
-            Ok((
-                format!(
-                    "applied {} {}",
-                    rendered["kind"].as_str().unwrap_or("?"),
-                    rendered["metadata"]["name"].as_str().unwrap_or("?")
-                ),
-                None,
+            Ok(format!(
+                "applied {} {}",
+                rendered["kind"].as_str().unwrap_or("?"),
+                rendered["metadata"]["name"].as_str().unwrap_or("?")
             ))
         }
         Action::Container { name, image, args } => {
@@ -232,20 +149,19 @@ pub async fn perform(
                 image,
             ];
             cmd.extend(args.iter().map(String::as_str));
+            // Before the run: a `docker run` past its deadline may still
+            // start the container, and the name is the case's own.
+            defer(Undo::Container {
+                name: container.clone(),
+            })
+            .await;
             command::run(&docker, &cmd, DOCKER_DEADLINE)
                 .await
                 .map_err(|e| e.to_string())?;
-            let undo = Undo::Container {
-                name: container.clone(),
-            };
-            // The undo goes back even when the address cannot be read.
             let ip = docker::container_ip(&container)
                 .await
                 .unwrap_or_else(|e| format!("an unknown address ({e})"));
-            Ok((
-                format!("started container {container} ({image}) at {ip}"),
-                Some(undo),
-            ))
+            Ok(format!("started container {container} ({image}) at {ip}"))
         }
         Action::HttpGet { pods, port, path } => {
             let target = jig
@@ -279,12 +195,9 @@ pub async fn perform(
             .await
             .map_err(|e| crate::cluster::error_chain(&e))?;
             match probe::parse(&probe, &out.stdout) {
-                Some(ProbeReport::Http(r)) if r.ok == 1 => Ok((
-                    format!(
-                        "GET {path} on pod {} ({}) from {}: answered",
-                        target.name, target.ip, client.name
-                    ),
-                    None,
+                Some(ProbeReport::Http(r)) if r.ok == 1 => Ok(format!(
+                    "GET {path} on pod {} ({}) from {}: answered",
+                    target.name, target.ip, client.name
                 )),
                 _ => Err(format!(
                     "expected GET http://{}:{port}{path} (pod {}) to answer 200, saw {}",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use kube::ResourceExt;
 use tokio::sync::Mutex;
 
 use super::metallb::Installed;
@@ -351,17 +352,34 @@ impl Clusters {
     }
 }
 
-/// Removes the namespaces a dead run of this host left on `client`'s cluster.
+/// Undoes what a dead run of this host journaled in its case namespaces
+/// (node addresses, shared objects it patched), then deletes them.
 async fn sweep(client: &kube::Client, progress: &(dyn Fn(String) + Send + Sync)) {
-    match namespace::delete_leftovers(client).await {
-        Ok(names) if !names.is_empty() => progress(format!(
-            "deleting {} namespaces left by a run that died: {}",
-            names.len(),
-            names.join(", ")
-        )),
-        Ok(_) => {}
-        Err(e) => progress(format!("could not look for leftover namespaces: {e}")),
+    let leftovers = match namespace::leftovers(client).await {
+        Ok(l) => l,
+        Err(e) => return progress(format!("could not look for leftover namespaces: {e}")),
+    };
+    if leftovers.is_empty() {
+        return;
     }
+    let names: Vec<String> = leftovers.iter().map(|ns| ns.name_any()).collect();
+    for ns in &leftovers {
+        for line in super::undo::replay(client, ns).await {
+            progress(format!("undid {line}, left by a run that died"));
+        }
+    }
+    let mut deleted: Vec<String> = Vec::new();
+    for name in &names {
+        match namespace::delete(client, name).await {
+            Ok(()) => deleted.push(name.clone()),
+            Err(e) => progress(format!("could not delete namespace {name}: {e}")),
+        }
+    }
+    progress(format!(
+        "deleting {} namespaces left by a run that died: {}",
+        deleted.len(),
+        deleted.join(", ")
+    ));
 }
 
 fn check_mode(

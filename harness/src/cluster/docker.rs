@@ -15,7 +15,7 @@ pub const KIND_NETWORK: &str = "kind";
 /// can tell a dead run's leftovers from a live run's containers.
 const PID_KEY: &str = "svcconf.io/pid";
 
-const DOCKER_DEADLINE: Duration = Duration::from_secs(20);
+pub const DOCKER_DEADLINE: Duration = Duration::from_secs(20);
 
 /// `app.kubernetes.io/managed-by=svcconf`, as a `--label` value.
 pub fn owned_label() -> String {

@@ -14,6 +14,7 @@ mod kubeconfig;
 pub mod metallb;
 mod preflight;
 pub mod proxy_mode;
+pub mod undo;
 
 pub use command::CommandError;
 pub use images::NodeImages;

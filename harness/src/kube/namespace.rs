@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -18,6 +18,10 @@ pub const CASE_KEY: &str = "svcconf.io/case";
 /// namespace, so a later run on that host can tell a dead run's leftovers.
 const HOST_KEY: &str = "svcconf.io/host";
 const PID_KEY: &str = "svcconf.io/pid";
+/// The annotation holding what a case run must undo outside its namespace
+/// (JSON), written as each change is made, so the run after a `kill -9`
+/// can undo it.
+pub const UNDO_KEY: &str = "svcconf.io/undo";
 
 /// This host's name, as the annotations record it.
 fn host() -> String {
@@ -124,27 +128,42 @@ pub async fn delete_all(
     Ok(names)
 }
 
-/// Deletes the namespaces that runs on this host which died (`kill -9`)
-/// left behind: made here, by a process that no longer lives. Runs of other
-/// hosts, and live runs, are left alone. Returns the names.
-pub async fn delete_leftovers(client: &Client) -> Result<Vec<String>, kube::Error> {
+/// The namespaces that runs on this host which died (`kill -9`) left
+/// behind: made here, by a process that no longer lives, and not already
+/// going. Runs of other hosts, and live runs, are left alone.
+pub async fn leftovers(client: &Client) -> Result<Vec<Namespace>, kube::Error> {
     let api = Api::<Namespace>::all(client.clone());
     let owned = ListParams::default().labels(&format!("{MANAGED_BY_KEY}={MANAGED_BY}"));
     let here = host();
-    let mut deleted = Vec::new();
-    for ns in api.list(&owned).await?.items {
+    let dead = |ns: &Namespace| {
         let annotations = ns.annotations();
-        let dead = annotations.get(HOST_KEY) == Some(&here)
+        annotations.get(HOST_KEY) == Some(&here)
             && annotations
                 .get(PID_KEY)
                 .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if dead && ns.metadata.deletion_timestamp.is_none() {
-            delete(client, &ns.name_any()).await?;
-            deleted.push(ns.name_any());
-        }
-    }
-    Ok(deleted)
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    Ok(api
+        .list(&owned)
+        .await?
+        .items
+        .into_iter()
+        .filter(|ns| dead(ns) && ns.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// Sets one annotation of a namespace.
+pub async fn annotate(
+    client: &Client,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

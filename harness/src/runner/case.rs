@@ -3,14 +3,15 @@
 //! checks and steps, each phase named; what it changed undone at the end, or
 //! by the run when it is cancelled.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use tokio::sync::{Mutex, RwLock};
+use futures::future::{join_all, BoxFuture};
+use tokio::sync::RwLock;
 
 use super::clients::SharedClients;
 use crate::cluster::metallb::{MetallbSource, OnFirstUse};
+use crate::cluster::undo::{self, Undo};
 use crate::cluster::{self, Cluster};
 use crate::fixture::{Fixtures, CLIENTS_DAEMONSET};
 use crate::kube::apply::Applier;
@@ -48,7 +49,7 @@ pub struct CaseRunner {
     /// What each running case (by namespace) must undo when it ends: kept
     /// here, not in the case's future, so a run cancelled mid-case (Ctrl-C,
     /// SIGTERM) still puts node addresses and shared objects back.
-    pending: Mutex<std::collections::BTreeMap<String, Vec<steps::Undo>>>,
+    pending: Mutex<std::collections::BTreeMap<String, Vec<Undo>>>,
 }
 
 /// Where a running case says which phase it is in.
@@ -84,23 +85,36 @@ impl CaseRunner {
         }
     }
 
-    async fn defer(&self, namespace: &str, undo: Option<steps::Undo>) {
-        if let Some(u) = undo {
-            let mut pending = self.pending.lock().await;
+    /// Keeps what a case's action must undo: in memory (never locked
+    /// across an await), and in the case namespace's journal, for the run
+    /// after this one if this one is killed.
+    async fn defer(&self, namespace: &str, u: Undo) {
+        let journal = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let list = pending.entry(namespace.to_string()).or_default();
             // The first mode switch knows the cluster as it was; a later one
             // would restore an intermediate mode.
-            let mode_switch = |u: &steps::Undo| matches!(u, steps::Undo::ProxyMode { .. });
-            if !(mode_switch(&u) && list.iter().any(mode_switch)) {
-                list.push(u);
+            let mode_switch = |u: &Undo| matches!(u, Undo::ProxyMode { .. });
+            if mode_switch(&u) && list.iter().any(mode_switch) {
+                return;
             }
+            list.push(u);
+            list.clone()
+        };
+        if let Err(e) = undo::journal(&self.cluster.client, namespace, &journal).await {
+            tracing::warn!(namespace, "could not journal what to undo: {e}");
         }
+    }
+
+    fn take_pending(&self, namespace: &str) -> Vec<Undo> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.remove(namespace).unwrap_or_default()
     }
 
     /// Undoes what cases that never finished (a cancelled run) left done,
     /// newest first; the lines say what happened.
     pub async fn undo_unfinished(&self) -> Vec<String> {
-        let pending = std::mem::take(&mut *self.pending.lock().await);
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let mut done = Vec::new();
         for (ns, undo) in pending {
             for u in undo.iter().rev() {
@@ -190,7 +204,7 @@ impl CaseRunner {
                     .run_in(&jig, case, variant, &phase, &mut evidence)
                     .await;
                 phase("tearing down".into());
-                let undo = self.pending.lock().await.remove(&ns).unwrap_or_default();
+                let undo = self.take_pending(&ns);
                 for u in undo.iter().rev() {
                     evidence.push(format!("teardown: {}", u.run(&self.applier, &ns).await));
                 }
@@ -257,6 +271,8 @@ impl CaseRunner {
         evidence: &mut Vec<String>,
     ) -> CaseOutcome {
         let error = |message: String| CaseOutcome::Error { message };
+        let mode = self.cluster.info.mode;
+        let defer = |u| -> BoxFuture<'_, ()> { Box::pin(self.defer(&jig.namespace, u)) };
         let setup_started = Instant::now();
         let objects = match self.fixtures.objects(case) {
             Ok(o) => o,
@@ -331,13 +347,8 @@ impl CaseRunner {
             let patch = case.sabotage.patch.clone().map(Action::Patch);
             let images = self.fixtures.image_map();
             for action in patch.iter().chain(&case.sabotage.actions) {
-                match steps::perform(jig, &self.applier, images, self.cluster.info.mode, action)
-                    .await
-                {
-                    Ok((done, to_undo)) => {
-                        evidence.push(format!("sabotage: {done}"));
-                        self.defer(&jig.namespace, to_undo).await;
-                    }
+                match steps::perform(jig, &self.applier, images, mode, action, &defer).await {
+                    Ok(done) => evidence.push(format!("sabotage: {done}")),
                     Err(message) => return error(format!("sabotage: {message}")),
                 }
             }
@@ -373,13 +384,8 @@ impl CaseRunner {
             phase(format!("step {}", step.name));
             for action in &step.actions {
                 let images = self.fixtures.image_map();
-                match steps::perform(jig, &self.applier, images, self.cluster.info.mode, action)
-                    .await
-                {
-                    Ok((done, to_undo)) => {
-                        evidence.push(format!("step {}: {done}", step.name));
-                        self.defer(&jig.namespace, to_undo).await;
-                    }
+                match steps::perform(jig, &self.applier, images, mode, action, &defer).await {
+                    Ok(done) => evidence.push(format!("step {}: {done}", step.name)),
                     Err(message) => return error(format!("step {}: {message}", step.name)),
                 }
             }
