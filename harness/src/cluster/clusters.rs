@@ -362,16 +362,14 @@ async fn sweep(client: &kube::Client, progress: &(dyn Fn(String) + Send + Sync))
     if leftovers.is_empty() {
         return;
     }
-    let names: Vec<String> = leftovers.iter().map(|ns| ns.name_any()).collect();
+    let mut deleted: Vec<String> = Vec::new();
     for ns in &leftovers {
         for line in super::undo::replay(client, ns).await {
             progress(format!("undid {line}, left by a run that died"));
         }
-    }
-    let mut deleted: Vec<String> = Vec::new();
-    for name in &names {
-        match namespace::delete(client, name).await {
-            Ok(()) => deleted.push(name.clone()),
+        let name = ns.name_any();
+        match namespace::delete(client, &name).await {
+            Ok(()) => deleted.push(name),
             Err(e) => progress(format!("could not delete namespace {name}: {e}")),
         }
     }

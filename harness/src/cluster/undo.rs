@@ -152,21 +152,25 @@ fn journaled(ns: &Namespace) -> Result<Vec<Undo>, String> {
     }
 }
 
-/// Undoes, newest first, what a dead run's case namespace journaled; the
-/// lines say what happened.
+/// Undoes `pending` (what one case namespace did, oldest first), newest
+/// first: a later change may sit on an earlier one. A line per undo.
+pub async fn all(applier: &Applier, ns: &str, pending: &[Undo]) -> Vec<String> {
+    let mut done = Vec::new();
+    for u in pending.iter().rev() {
+        done.push(u.run(applier, ns).await);
+    }
+    done
+}
+
+/// Undoes what a dead run's case namespace journaled; the lines say what
+/// happened.
 pub async fn replay(client: &Client, ns: &Namespace) -> Vec<String> {
     let name = ns.name_any();
-    match journaled(ns) {
-        Err(e) => vec![format!("{name}: {e}")],
-        Ok(pending) => {
-            let applier = Applier::new(client.clone());
-            let mut done = Vec::new();
-            for u in pending.iter().rev() {
-                done.push(format!("{name}: {}", u.run(&applier, &name).await));
-            }
-            done
-        }
-    }
+    let lines = match journaled(ns) {
+        Err(e) => vec![e],
+        Ok(pending) => all(&Applier::new(client.clone()), &name, &pending).await,
+    };
+    lines.into_iter().map(|l| format!("{name}: {l}")).collect()
 }
 
 #[cfg(test)]

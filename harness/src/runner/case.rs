@@ -3,7 +3,8 @@
 //! checks and steps, each phase named; what it changed undone at the end, or
 //! by the run when it is cancelled.
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::{join_all, BoxFuture};
@@ -49,7 +50,7 @@ pub struct CaseRunner {
     /// What each running case (by namespace) must undo when it ends: kept
     /// here, not in the case's future, so a run cancelled mid-case (Ctrl-C,
     /// SIGTERM) still puts node addresses and shared objects back.
-    pending: Mutex<std::collections::BTreeMap<String, Vec<Undo>>>,
+    pending: Mutex<BTreeMap<String, Vec<Undo>>>,
 }
 
 /// Where a running case says which phase it is in.
@@ -90,7 +91,7 @@ impl CaseRunner {
     /// after this one if this one is killed.
     async fn defer(&self, namespace: &str, u: Undo) {
         let journal = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.pending();
             let list = pending.entry(namespace.to_string()).or_default();
             // The first mode switch knows the cluster as it was; a later one
             // would restore an intermediate mode.
@@ -106,20 +107,19 @@ impl CaseRunner {
         }
     }
 
-    fn take_pending(&self, namespace: &str) -> Vec<Undo> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.remove(namespace).unwrap_or_default()
+    /// The undo lists; a case that panicked holding them left them usable.
+    fn pending(&self) -> MutexGuard<'_, BTreeMap<String, Vec<Undo>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Undoes what cases that never finished (a cancelled run) left done,
     /// newest first; the lines say what happened.
     pub async fn undo_unfinished(&self) -> Vec<String> {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let pending = std::mem::take(&mut *self.pending());
         let mut done = Vec::new();
-        for (ns, undo) in pending {
-            for u in undo.iter().rev() {
-                done.push(format!("{ns}: {}", u.run(&self.applier, &ns).await));
-            }
+        for (ns, list) in pending {
+            let lines = undo::all(&self.applier, &ns, &list).await;
+            done.extend(lines.into_iter().map(|l| format!("{ns}: {l}")));
         }
         done
     }
@@ -204,10 +204,9 @@ impl CaseRunner {
                     .run_in(&jig, case, variant, &phase, &mut evidence)
                     .await;
                 phase("tearing down".into());
-                let undo = self.take_pending(&ns);
-                for u in undo.iter().rev() {
-                    evidence.push(format!("teardown: {}", u.run(&self.applier, &ns).await));
-                }
+                let list = self.pending().remove(&ns).unwrap_or_default();
+                let lines = undo::all(&self.applier, &ns, &list).await;
+                evidence.extend(lines.into_iter().map(|l| format!("teardown: {l}")));
                 if case.address_pool.is_some() {
                     if let Some(lb) = self.metallb.installed() {
                         if let Err(e) = lb.delete_case_pool(&self.applier, &ns).await {
