@@ -641,24 +641,17 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
         let source = target.kubeconfig_source();
         // Connect now: a bad kubeconfig, context or server is exit 2 before anything runs.
         let client = source.connect().await?;
-        let modes = match target.proxy_mode.clone() {
-            Some(Modes(m)) => m,
-            None => {
-                let detected = cluster::detect_proxy_mode(&client).await.ok_or_else(|| {
-                    Error::BadInput(
-                        "cannot tell which mode kube-proxy runs in; pass --proxy-mode".into(),
-                    )
-                })?;
-                vec![detected.mode.parse().map_err(|_| {
-                    Error::BadInput(format!(
-                        "kube-proxy runs in {detected}, which svcconf does not check"
-                    ))
-                })?]
-            }
-        };
         // A kind cluster of this host gets its images loaded, as one svcconf made.
         let kind = Kind::locate(kit.as_ref()).ok();
         let local = local_kind_cluster(&client, kind.as_ref()).await;
+        let modes = match target.proxy_mode.clone() {
+            Some(Modes(m)) => m,
+            None => {
+                let docker = local.then(|| cluster::command::which("docker")).flatten();
+                let mode = cluster::dataplane::cluster_mode(&client, docker.as_deref()).await;
+                vec![mode.map_err(Error::BadInput)?]
+            }
+        };
         let fixtures = Fixtures::new(project.clone(), image_map(target, kit.as_ref(), local)?);
         let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
         let provider = Provider::Kubeconfig {

@@ -52,6 +52,7 @@ pub mod fixture;
 pub mod kube;
 pub mod migrate;
 pub mod model;
+pub mod needs;
 pub mod probe;
 pub mod report;
 pub mod resolve;

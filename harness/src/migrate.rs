@@ -15,8 +15,10 @@ use tokio::sync::watch;
 
 use crate::cluster::proxy_mode::{self, Rules};
 use crate::fixture::Fixtures;
-use crate::model::{CaseOutcome, CaseResult, ProxyMode};
-use crate::report::{self, JsonReporter, JunitReporter, Reporter, RunRecord, TerminalReporter};
+use crate::model::{CaseOutcome, CaseResult, Dataplane, ProxyMode};
+use crate::report::{
+    self, JsonReporter, JunitReporter, ModeState, Reporter, RunRecord, TerminalReporter,
+};
 use crate::runner::{self, Clusters, Deadlines, Provider, RunPlan};
 use crate::Exit;
 
@@ -72,6 +74,30 @@ struct Summary<'a> {
     rows: &'a [Row],
     /// Where kube-proxy was left, and why.
     outcome: &'a str,
+    /// Who programmed Services on each node, as each run found it.
+    dataplane_before: Option<Dataplane>,
+    dataplane_after: Option<Dataplane>,
+}
+
+/// The dataplane the run in `mode` found before its cases.
+fn dataplane_of(record: &RunRecord, mode: ProxyMode) -> Option<Dataplane> {
+    match record.modes.get(&mode) {
+        Some(ModeState::Ready { cluster, .. }) => cluster.dataplane.clone(),
+        _ => None,
+    }
+}
+
+/// `label:` then one line per node, for the terminal.
+fn print_dataplane(label: &str, dataplane: Option<&Dataplane>) {
+    match dataplane {
+        Some(d) => {
+            println!("{label}:");
+            for node in &d.nodes {
+                println!("  {}", node.describe());
+            }
+        }
+        None => println!("{label}: not read (that run did not start)"),
+    }
 }
 
 /// Pairs the two runs' results by case (variant and mode aside), each
@@ -235,6 +261,7 @@ impl Migration {
             Err(e) => (e.clone(), None),
         };
         let mut rows = Vec::new();
+        let mut dataplane_after = None;
         let (outcome, exit) = if let Err(e) = &switched {
             eprintln!("migrate: {e}");
             let restored = proxy_mode::restore(&self.client, &original, from).await;
@@ -251,6 +278,7 @@ impl Migration {
             );
             eprintln!("migrate: the catalog in {to}, after the switch");
             let (after, exit) = self.run_in(to, "after", &cancel).await;
+            dataplane_after = dataplane_of(&after, to);
             rows = compare(&before.results(), &after.results());
             let regressed: Vec<&str> = rows
                 .iter()
@@ -285,6 +313,11 @@ impl Migration {
         }
         println!("rules before ({from}): {rules_before}");
         println!("rules after ({to}): {rules_after}");
+        let dataplane_before = dataplane_of(&before, from);
+        print_dataplane(&format!("nodes before ({from})"), dataplane_before.as_ref());
+        if switched.is_ok() {
+            print_dataplane(&format!("nodes after ({to})"), dataplane_after.as_ref());
+        }
         println!("migrate: {outcome}");
         let summary = Summary {
             from,
@@ -294,6 +327,8 @@ impl Migration {
             switch_seconds: seconds,
             rows: &rows,
             outcome: &outcome,
+            dataplane_before,
+            dataplane_after,
         };
         let path = self.report_dir.join("migrate.json");
         let json = serde_json::to_vec_pretty(&summary).expect("summary serializes");

@@ -264,13 +264,7 @@ async fn setup() -> Result<Setup, String> {
             Some(modes) => modes,
             None => {
                 let client = source.connect().await.map_err(|e| fail(&e))?;
-                let detected = cluster::detect_proxy_mode(&client)
-                    .await
-                    .ok_or("cannot tell which mode kube-proxy runs in; set SVCCONF_PROXY_MODES")?;
-                vec![detected
-                    .mode
-                    .parse()
-                    .map_err(|_| format!("kube-proxy runs in {detected}"))?]
+                vec![cluster::dataplane::cluster_mode(&client, None).await?]
             }
         };
         let clusters = Clusters::new(

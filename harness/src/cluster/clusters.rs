@@ -19,7 +19,7 @@ use crate::catalog::{CatalogError, Project};
 use crate::kube::apply::Applier;
 use crate::kube::namespace;
 use crate::kube::wait::WaitError;
-use crate::model::{Deadlines, ProxyMode};
+use crate::model::{ClusterInfo, Deadlines, ProxyMode};
 
 /// `kind export logs` of a 3-node cluster.
 const LOGS_DEADLINE: Duration = Duration::from_secs(180);
@@ -68,6 +68,8 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cluster {cluster}: {problem}")]
+    MixedModes { cluster: String, problem: String },
     #[error("cluster {cluster} runs kube-proxy in {detected}, not {wanted}")]
     ModeMismatch {
         cluster: String,
@@ -170,9 +172,11 @@ impl Clusters {
                     "waiting for {nodes} nodes Ready, kube-proxy and CoreDNS in {name}"
                 ));
                 cluster::wait_cluster_ready(&client, nodes, self.deadlines.cluster).await?;
-                let info = cluster::describe_cluster(&client, mode, &name, "kind").await?;
-                check_mode(&info.name, mode, info.detected_mode.as_deref())?;
                 let docker = crate::cluster::command::which("docker");
+                let info =
+                    cluster::describe_cluster(&client, mode, &name, "kind", docker.as_deref())
+                        .await?;
+                check_mode(&info)?;
                 if let Some(docker) = &docker {
                     for name in cluster::docker::remove_leftovers(docker).await {
                         progress(format!("removed container {name}, left by a run that died"));
@@ -207,13 +211,20 @@ impl Clusters {
                 });
                 sweep(&client, &progress).await;
                 let name = source.name();
-                let info = cluster::describe_cluster(&client, mode, &name, "kubeconfig").await?;
-                check_mode(&info.name, mode, info.detected_mode.as_deref())?;
                 // A kind cluster on this host gets its images as one svcconf made.
                 let docker = crate::cluster::command::which("docker");
+                let local = match (kind, &docker) {
+                    (Some(kind), Some(_)) => cluster::local_kind_cluster(&client, kind).await?,
+                    _ => None,
+                };
+                let node_docker = local.as_ref().and(docker.as_deref());
+                let info =
+                    cluster::describe_cluster(&client, mode, &name, "kubeconfig", node_docker)
+                        .await?;
+                check_mode(&info)?;
                 let mut node_images = None;
                 if let (Some(kind), Some(docker)) = (kind, &docker) {
-                    if let Some(kind_name) = cluster::local_kind_cluster(&client, kind).await? {
+                    if let Some(kind_name) = local {
                         self.track(mode, |t| t.kind_name = Some(kind_name.clone()))
                             .await;
                         for name in cluster::docker::remove_leftovers(docker).await {
@@ -380,17 +391,20 @@ async fn sweep(client: &kube::Client, progress: &(dyn Fn(String) + Send + Sync))
     ));
 }
 
-fn check_mode(
-    cluster: &str,
-    wanted: ProxyMode,
-    detected: Option<&str>,
-) -> Result<(), ClusterError> {
-    match detected {
+/// The cluster runs one mode on every node, and it is the one asked for.
+fn check_mode(info: &ClusterInfo) -> Result<(), ClusterError> {
+    if let Some(Err(problem)) = info.dataplane.as_ref().map(|d| d.cluster_mode()) {
+        return Err(ClusterError::MixedModes {
+            cluster: info.name.clone(),
+            problem,
+        });
+    }
+    match info.detected_mode.as_deref() {
         // "(source)" follows the mode: compare the mode word only.
-        Some(d) if d.split_whitespace().next() != Some(wanted.as_str()) => {
+        Some(d) if d.split_whitespace().next() != Some(info.mode.as_str()) => {
             Err(ClusterError::ModeMismatch {
-                cluster: cluster.to_string(),
-                wanted,
+                cluster: info.name.clone(),
+                wanted: info.mode,
                 detected: d.to_string(),
             })
         }
@@ -410,24 +424,57 @@ fn kind_config_nodes(config: &str) -> usize {
 mod tests {
     use super::*;
 
+    fn info(mode: ProxyMode, detected: Option<&str>) -> ClusterInfo {
+        ClusterInfo {
+            mode,
+            detected_mode: detected.map(String::from),
+            name: "c".into(),
+            provider: "kind".into(),
+            kubernetes_version: "v1.37.2".into(),
+            nodes: 3,
+            dataplane: None,
+        }
+    }
+
     #[test]
     fn mode_mismatch_compares_the_mode_word() {
-        assert!(check_mode(
-            "c",
-            ProxyMode::Nftables,
-            Some("nftables (log of kube-system/kube-proxy-x)")
-        )
-        .is_ok());
-        assert!(check_mode("c", ProxyMode::Nftables, None).is_ok());
-        let err = check_mode(
-            "c",
-            ProxyMode::Nftables,
-            Some("iptables (log of kube-system/kube-proxy-x)"),
-        )
-        .unwrap_err();
+        let nft = Some("nftables (3 of 3 nodes, each read on the node)");
+        assert!(check_mode(&info(ProxyMode::Nftables, nft)).is_ok());
+        assert!(check_mode(&info(ProxyMode::Nftables, None)).is_ok());
+        let err = check_mode(&info(ProxyMode::Iptables, nft)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cluster c runs kube-proxy in iptables (log of kube-system/kube-proxy-x), not nftables"
+            "cluster c runs kube-proxy in nftables (3 of 3 nodes, each read on the node), not iptables"
+        );
+    }
+
+    #[test]
+    fn nodes_in_different_modes_are_refused() {
+        use crate::model::{Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
+        let node = |name: &str, mode: &str| NodeDataplane {
+            node: name.into(),
+            proxy: ServiceProxy::KubeProxy {
+                daemon_set: "kube-system/kube-proxy".into(),
+                pod: format!("kube-proxy-{name}"),
+            },
+            mode: Some(mode.into()),
+            programmed: None,
+            health: ProxyHealth::Synced {
+                last_sync_seconds: 1.0,
+            },
+            warnings: vec![],
+        };
+        let mut mixed = info(ProxyMode::Nftables, Some("nftables"));
+        mixed.dataplane = Some(Dataplane {
+            nodes: vec![node("a", "nftables"), node("b", "iptables")],
+            seconds: 0.5,
+        });
+        let err = check_mode(&mixed).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "cluster c: the nodes run different Service proxy modes (a nftables, b iptables)"
+            ),
+            "{err}"
         );
     }
 

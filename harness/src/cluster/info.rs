@@ -9,16 +9,19 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::kind::{Kind, KindError};
-use super::proxy_mode::detect_proxy_mode;
 use crate::kube::wait::{self, WaitError};
 use crate::model::{ClusterInfo, ProxyMode};
 
-/// Reads what the reports carry about the cluster.
+/// Reads what the reports carry about the cluster: its version, its nodes
+/// and who programs Services on each (`docker`: kind nodes are read
+/// directly). The detected mode is the one every node shows; nodes that
+/// disagree are in the dataplane, for the caller to refuse.
 pub async fn describe_cluster(
     client: &Client,
     mode: ProxyMode,
     name: &str,
     provider: &str,
+    docker: Option<&std::path::Path>,
 ) -> Result<ClusterInfo, kube::Error> {
     let version = client.apiserver_version().await?.git_version;
     let nodes = Api::<Node>::all(client.clone())
@@ -26,7 +29,13 @@ pub async fn describe_cluster(
         .await?
         .items
         .len();
-    let detected_mode = detect_proxy_mode(client).await.map(|d| d.to_string());
+    let dataplane = super::dataplane::inventory(client, docker).await?;
+    // The nodes, not the ConfigMap: with no node running kube-proxy the
+    // cluster's Services are another proxy's (or nobody's).
+    let detected_mode = Some(match dataplane.describe_mode() {
+        Some(mode) => mode,
+        None => format!("{} ({})", ProxyMode::Other, dataplane.describe_proxies()),
+    });
     Ok(ClusterInfo {
         mode,
         detected_mode,
@@ -34,6 +43,61 @@ pub async fn describe_cluster(
         provider: provider.to_string(),
         kubernetes_version: version,
         nodes,
+        dataplane: Some(dataplane),
+    })
+}
+
+/// What the cluster offers cases: its nodes, the schedulable ones with
+/// their zones, and room for pods on them (allocatable pods minus the pods
+/// not finished there).
+pub async fn capacity(
+    client: &Client,
+    name: &str,
+    docker: bool,
+    may_switch_mode: bool,
+) -> Result<crate::needs::Capacity, kube::Error> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    let pods_api = Api::<Pod>::all(client.clone());
+    let unfinished = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    let (all, schedulable, pods) = tokio::join!(
+        crate::kube::nodes::internal_ips(client),
+        crate::kube::nodes::schedulable_nodes(client),
+        pods_api.list(&unfinished)
+    );
+    let mut running: std::collections::BTreeMap<String, u64> = Default::default();
+    for pod in pods?.items {
+        if let Some(node) = pod.spec.and_then(|s| s.node_name) {
+            *running.entry(node).or_default() += 1;
+        }
+    }
+    let schedulable = schedulable?;
+    let free_pods = schedulable
+        .iter()
+        .map(|n| {
+            let allocatable = n
+                .status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref())
+                .and_then(|a| a.get("pods"))
+                .and_then(|q| q.0.parse::<u64>().ok())
+                .unwrap_or(0);
+            allocatable.saturating_sub(running.get(&n.name_any()).copied().unwrap_or(0))
+        })
+        .sum();
+    Ok(crate::needs::Capacity {
+        cluster: name.to_string(),
+        nodes: all?.into_iter().map(|(name, _)| name).collect(),
+        schedulable: schedulable
+            .iter()
+            .map(|n| {
+                let zone = n.labels().get("topology.kubernetes.io/zone").cloned();
+                (n.name_any(), zone)
+            })
+            .collect(),
+        free_pods,
+        docker,
+        may_switch_mode,
     })
 }
 

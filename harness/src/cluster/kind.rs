@@ -339,6 +339,7 @@ pub async fn proxy_rules(
             &["exec", node, "nft", "list", "table", "ip", "kube-proxy"]
         }
         crate::model::ProxyMode::Ipvs => &["exec", node, "ipvsadm", "-Ln"],
+        crate::model::ProxyMode::Other => &["exec", node, "nft", "list", "ruleset"],
     };
     match command::run(docker, args, SHORT_DEADLINE).await {
         Ok(out) => {

@@ -134,8 +134,13 @@ pub async fn connect(
     reach(config).await
 }
 
-/// A client for `config`, proven to reach its API server.
-async fn reach(config: Config) -> Result<Client, KubeconfigError> {
+/// A client for `config`, proven to reach its API server. Without kube's
+/// built-in retries of 429/503/504 (15, backing off): svcconf's waits poll
+/// with deadlines of their own, and a 503 that the API server's pod proxy
+/// passes on is kube-proxy's answer (`/healthz` of a proxy that stopped
+/// syncing), to be read at once, not retried until it looks like silence.
+async fn reach(mut config: Config) -> Result<Client, KubeconfigError> {
+    config.default_retry = false;
     let server = config.cluster_url.to_string();
     let client =
         Client::try_from(config).map_err(|e| KubeconfigError::Client(server.clone(), e))?;

@@ -145,6 +145,7 @@ impl AddressRange {
             ProxyMode::Iptables => 3,
             ProxyMode::Nftables => 2,
             ProxyMode::Ipvs => 1,
+            ProxyMode::Other => 4,
         };
         // `whole.last` is the address before the broadcast address.
         let end = u32::from(whole.last) + 2;

@@ -4,6 +4,7 @@
 
 pub mod clusters;
 pub(crate) mod command;
+pub mod dataplane;
 pub mod docker;
 mod images;
 mod info;
@@ -19,7 +20,8 @@ pub mod undo;
 pub use command::CommandError;
 pub use images::NodeImages;
 pub use info::{
-    describe_cluster, kind_cluster_name, local_kind_cluster, shared_problems, wait_cluster_ready,
+    capacity, describe_cluster, kind_cluster_name, local_kind_cluster, shared_problems,
+    wait_cluster_ready,
 };
 pub use kind::{
     docker_has_image, kind_config_for_host, kind_network_subnet, proxy_rules, Kind, KindCluster,
@@ -30,7 +32,6 @@ pub use kubeconfig::{connect, error_chain, KubeconfigError, KubeconfigSource};
 pub use preflight::{
     docker_available, host_cgroup_v1, kind_host_warnings, mode_unavailable, PreflightError,
 };
-pub use proxy_mode::{detect_proxy_mode, DetectedMode};
 
 use crate::model::ClusterInfo;
 

@@ -45,6 +45,9 @@ fn mode_unavailable_at(mode: ProxyMode, root: &Path) -> Option<String> {
                 ))
             }
         }
+        ProxyMode::Other => Some(
+            "kind clusters run kube-proxy; `other` is a cluster whose Services another proxy programs (--provider kubeconfig)".into(),
+        ),
     }
 }
 

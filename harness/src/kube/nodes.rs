@@ -38,12 +38,21 @@ pub async fn internal_ips(client: &Client) -> Result<Vec<(String, String)>, kube
 /// (`node.kubernetes.io/not-ready`, ...) pass: they come and go, and a node
 /// just turned Ready may still carry one.
 pub async fn schedulable(client: &Client) -> Result<Vec<String>, kube::Error> {
+    Ok(schedulable_nodes(client)
+        .await?
+        .iter()
+        .map(|n| n.name_any())
+        .collect())
+}
+
+/// The schedulable nodes themselves (see [`schedulable`]), in name order.
+pub async fn schedulable_nodes(client: &Client) -> Result<Vec<Node>, kube::Error> {
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await?;
-    let mut out: Vec<String> = nodes
+    let mut out: Vec<Node> = nodes
         .items
-        .iter()
+        .into_iter()
         .filter(|n| {
             !n.spec
                 .as_ref()
@@ -54,9 +63,8 @@ pub async fn schedulable(client: &Client) -> Result<Vec<String>, kube::Error> {
                     })
                 })
         })
-        .map(|n| n.name_any())
         .collect();
-    out.sort();
+    out.sort_by_key(|n| n.name_any());
     Ok(out)
 }
 

@@ -184,9 +184,9 @@ impl ModeSwitch {
             (ModeSwitch::Original, mode) => Ok(mode),
             (ModeSwitch::Other, ProxyMode::Iptables) => Ok(ProxyMode::Nftables),
             (ModeSwitch::Other, ProxyMode::Nftables) => Ok(ProxyMode::Iptables),
-            (ModeSwitch::Other, ProxyMode::Ipvs) => Err(
-                "the mode switch goes between iptables and nftables; this cluster runs ipvs".into(),
-            ),
+            (ModeSwitch::Other, mode @ (ProxyMode::Ipvs | ProxyMode::Other)) => Err(format!(
+                "the mode switch goes between iptables and nftables; this cluster runs {mode}"
+            )),
         }
     }
 }

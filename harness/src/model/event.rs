@@ -114,6 +114,9 @@ pub struct ClusterInfo {
     pub provider: String,
     pub kubernetes_version: String,
     pub nodes: usize,
+    /// Who programs Services on each node, read before the cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<super::Dataplane>,
 }
 
 /// Everything a run reports, in order.

@@ -2,6 +2,7 @@
 //! events. Nothing here touches a cluster, a file or the clock.
 
 mod case;
+mod dataplane;
 mod deadlines;
 mod event;
 mod expectation;
@@ -13,6 +14,7 @@ pub use case::{
     ModeSwitch, ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step, CLIENT_NAME,
     REQUEST_TIMEOUT_MS,
 };
+pub use dataplane::{Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
 pub use deadlines::Deadlines;
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
 pub use expectation::{Assertion, ErrorKind, Outcome, Rcode};

@@ -5,21 +5,25 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A kube-proxy mode (`KubeProxyConfiguration.mode`).
+/// A kube-proxy mode (`KubeProxyConfiguration.mode`), or `other`: a
+/// cluster whose Services something else programs (a kube-proxy
+/// replacement, or nothing), judged by behaviour alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyMode {
     Iptables,
     Nftables,
     Ipvs,
+    Other,
 }
 
 /// A proxy mode name that is not one of [`ProxyMode::ALL`].
 #[derive(Debug, thiserror::Error)]
-#[error("unknown proxy mode {0:?}; expected one of iptables, nftables, ipvs")]
+#[error("unknown proxy mode {0:?}; expected one of iptables, nftables, ipvs, other")]
 pub struct UnknownProxyMode(pub String);
 
 impl ProxyMode {
+    /// kube-proxy's modes: what kind clusters are made in.
     pub const ALL: [ProxyMode; 3] = [ProxyMode::Iptables, ProxyMode::Nftables, ProxyMode::Ipvs];
 
     pub fn as_str(self) -> &'static str {
@@ -27,6 +31,7 @@ impl ProxyMode {
             ProxyMode::Iptables => "iptables",
             ProxyMode::Nftables => "nftables",
             ProxyMode::Ipvs => "ipvs",
+            ProxyMode::Other => "other",
         }
     }
 
@@ -61,6 +66,7 @@ impl FromStr for ProxyMode {
             "iptables" => Ok(ProxyMode::Iptables),
             "nftables" => Ok(ProxyMode::Nftables),
             "ipvs" => Ok(ProxyMode::Ipvs),
+            "other" => Ok(ProxyMode::Other),
             _ => Err(UnknownProxyMode(s.to_string())),
         }
     }

@@ -131,6 +131,12 @@ fn new_suite(record: &RunRecord, mode: ProxyMode, suite: &str) -> TestSuite {
             props.push(Property::new("nodes", cluster.nodes.to_string()));
             props.push(Property::new("cluster", cluster.name.as_str()));
             props.push(Property::new("provider", cluster.provider.as_str()));
+            // One property per node: who programs its Services, and how well.
+            for node in cluster.dataplane.iter().flat_map(|d| &d.nodes) {
+                let line = node.describe();
+                let what = line.split_once(": ").map_or(line.as_str(), |(_, w)| w);
+                props.push(Property::new(format!("node.{}", node.node), one_line(what)));
+            }
         }
         Some(ModeState::Unavailable { reason }) => {
             props.push(Property::new("unavailable", one_line(reason)))
@@ -217,6 +223,22 @@ pub(crate) mod tests {
             provider: "kind".into(),
             kubernetes_version: "v1.34.4".into(),
             nodes: 3,
+            dataplane: Some(crate::model::Dataplane {
+                nodes: vec![crate::model::NodeDataplane {
+                    node: "svcconf-iptables-worker".into(),
+                    proxy: crate::model::ServiceProxy::KubeProxy {
+                        daemon_set: "kube-system/kube-proxy".into(),
+                        pod: "kube-proxy-x".into(),
+                    },
+                    mode: Some("iptables".into()),
+                    programmed: Some(vec!["iptables".into()]),
+                    health: crate::model::ProxyHealth::Synced {
+                        last_sync_seconds: 3.0,
+                    },
+                    warnings: vec![],
+                }],
+                seconds: 0.6,
+            }),
         };
         r.apply(&Event::ClusterReady {
             cluster,
@@ -465,6 +487,10 @@ pub(crate) mod tests {
         );
         assert!(
             xml.contains(r#"<property name="kubernetesVersion" value="v1.34.4"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="node.svcconf-iptables-worker" value="kube-proxy iptables (DaemonSet kube-system/kube-proxy, pod kube-proxy-x); iptables rules; synced, last sync 3s ago"/>"#),
             "{xml}"
         );
         assert!(

@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::{ModeState, ReportError, Reporter, RunRecord};
-use crate::model::{CaseKey, Event, ProxyMode};
+use crate::model::{CaseKey, CaseOutcome, Event, ProxyMode};
 
 /// A phase this long without news gets a line in CI logs, and another
 /// every time it lasts this much longer.
@@ -117,15 +117,30 @@ impl Reporter for TerminalReporter {
             Event::ClusterFailed { mode, reason } => {
                 format!("[{mode}] ERROR: no cluster: {reason}\n")
             }
-            Event::ClusterReady { cluster, seconds } => format!(
-                "[{}] cluster {} ready in {seconds:.0}s: {} {}, {} nodes, kube-proxy {}\n",
-                cluster.mode,
-                cluster.name,
-                cluster.provider,
-                cluster.kubernetes_version,
-                cluster.nodes,
-                cluster.detected_mode.as_deref().unwrap_or("mode unknown")
-            ),
+            Event::ClusterReady { cluster, seconds } => {
+                let mut text = format!(
+                    "[{}] cluster {} ready in {seconds:.0}s: {} {}, {} nodes, kube-proxy {}\n",
+                    cluster.mode,
+                    cluster.name,
+                    cluster.provider,
+                    cluster.kubernetes_version,
+                    cluster.nodes,
+                    cluster.detected_mode.as_deref().unwrap_or("mode unknown")
+                );
+                if let Some(dataplane) = &cluster.dataplane {
+                    text.push_str(&format!(
+                        "[{}] Service dataplane per node (read in {:.1}s):\n",
+                        cluster.mode, dataplane.seconds
+                    ));
+                    for node in &dataplane.nodes {
+                        text.push_str(&format!("[{}]   {}\n", cluster.mode, node.describe()));
+                    }
+                    for problem in dataplane.problems(None) {
+                        text.push_str(&format!("[{}] WARNING: {problem}\n", cluster.mode));
+                    }
+                }
+                text
+            }
             Event::Progress {
                 mode: Some(mode),
                 message,
@@ -223,6 +238,22 @@ pub fn table(record: &RunRecord) -> String {
         };
         s.push_str(&line);
         s.push('\n');
+    }
+    // Cases that never ran because the cluster cannot meet what they need,
+    // grouped by what is missing.
+    let mut unmet: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in &results {
+        if let CaseOutcome::Error { message } = &r.outcome {
+            if message.starts_with("needs ") {
+                unmet.entry(message).or_default().push(r.key.to_string());
+            }
+        }
+    }
+    if !unmet.is_empty() {
+        s.push_str("not run, the cluster cannot give what they need:\n");
+        for (need, cases) in &unmet {
+            s.push_str(&format!("  {need}: {}\n", cases.join(", ")));
+        }
     }
     if let Some(reason) = &record.setup_error {
         s.push_str(&format!("setup: {reason}\n"));

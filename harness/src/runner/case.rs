@@ -3,7 +3,7 @@
 //! checks and steps, each phase named; what it changed undone at the end, or
 //! by the run when it is cancelled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,11 @@ pub struct CaseRunner {
     /// here, not in the case's future, so a run cancelled mid-case (Ctrl-C,
     /// SIGTERM) still puts node addresses and shared objects back.
     pending: Mutex<BTreeMap<String, Vec<Undo>>>,
+    /// What the cluster offers cases, read by the first case.
+    capacity: tokio::sync::OnceCell<Result<crate::needs::Capacity, String>>,
+    /// The nodes each running case's failed checks went through (by
+    /// namespace): a failure names a broken proxy on one of them.
+    involved: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// Where a running case says which phase it is in.
@@ -83,6 +88,8 @@ impl CaseRunner {
             exclusive: RwLock::new(()),
             phases: Arc::new(|_, _| {}),
             pending: Mutex::default(),
+            involved: Mutex::default(),
+            capacity: Default::default(),
         }
     }
 
@@ -104,6 +111,36 @@ impl CaseRunner {
         };
         if let Err(e) = undo::journal(&self.cluster.client, namespace, &journal).await {
             tracing::warn!(namespace, "could not journal what to undo: {e}");
+        }
+    }
+
+    /// Notes that a failed check of the case in `namespace` went through
+    /// `nodes`.
+    pub(super) fn involve(&self, namespace: &str, nodes: Vec<String>) {
+        let mut involved = self.involved.lock().unwrap_or_else(|e| e.into_inner());
+        involved
+            .entry(namespace.to_string())
+            .or_default()
+            .extend(nodes);
+    }
+
+    /// What is wrong with the Service proxy of the nodes the case's failed
+    /// checks went through (a stalled, stopped or missing proxy), read now.
+    async fn proxy_problems(&self, namespace: Option<&str>) -> Vec<String> {
+        let nodes = namespace.and_then(|ns| {
+            let mut involved = self.involved.lock().unwrap_or_else(|e| e.into_inner());
+            involved.remove(ns)
+        });
+        let Some(nodes) = nodes.filter(|n| !n.is_empty()) else {
+            return Vec::new();
+        };
+        let docker = self.cluster.docker.as_deref();
+        match cluster::dataplane::inventory(&self.cluster.client, docker).await {
+            Ok(dataplane) => dataplane.problems(Some(&nodes)),
+            Err(e) => vec![format!(
+                "could not read the nodes' Service proxies: {}",
+                cluster_error_chain(&e)
+            )],
         }
     }
 
@@ -158,7 +195,21 @@ impl CaseRunner {
             case: case.name.clone(),
             variant,
         };
-        if let Some(reason) = self.skip_reason(case) {
+        let unmet = self.unmet_needs(case).await;
+        if !unmet.is_empty() && !self.cluster.in_pod {
+            // Not run, so not passed: an error that says what is missing.
+            let message = unmet.join("; ");
+            return CaseResult {
+                key,
+                outcome: CaseOutcome::Error {
+                    message: message.clone(),
+                },
+                seconds: 0.0,
+                namespace: None,
+                evidence: message,
+            };
+        }
+        if let Some(reason) = self.skip_reason(case).or(unmet.into_iter().next()) {
             // The reason is also the evidence: JUnit consumers that drop
             // the skip message (sonobuoy) still show it.
             return CaseResult {
@@ -225,10 +276,22 @@ impl CaseRunner {
         };
         // A plain run that failed may have met a broken shared part (CoreDNS
         // down makes routing by name time out): its message names it first.
+        // So may one whose traffic went through a node whose proxy is
+        // stalled, stopped or missing: the message names the node.
         let outcome = if variant == Variant::Plain && !outcome.is_success() {
-            let problems = cluster::shared_problems(client).await;
+            let (mut problems, proxies) = tokio::join!(
+                cluster::shared_problems(client),
+                self.proxy_problems(namespace.as_deref())
+            );
+            problems.extend(proxies);
             explained(outcome, &problems)
         } else {
+            if let Some(ns) = &namespace {
+                self.involved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(ns);
+            }
             outcome
         };
         let outcome = variant_outcome(variant, outcome, &case.sabotage.description, &mut evidence);
@@ -246,19 +309,41 @@ impl CaseRunner {
     /// itself, it needs a client or server outside the cluster, or
     /// LoadBalancer addresses nobody gave (see `cluster::inside`).
     fn skip_reason(&self, case: &Case) -> Option<String> {
-        if case.switches_proxy_mode() && (self.cluster.in_pod || !self.cluster.may_switch_mode) {
-            let why = "it switches kube-proxy's mode for the whole cluster: svcconf does that on \
-                       the kind clusters it makes, or from outside with SVCCONF_ALLOW_MODE_SWITCH=1 \
-                       (a cluster you may change)";
-            return Some(match self.cluster.in_pod {
-                true => format!("in-cluster run (svcconf in a pod): {why}"),
-                false => why.to_string(),
-            });
-        }
         if !self.cluster.in_pod {
             return None;
         }
+        if case.switches_proxy_mode() {
+            return Some(
+                "in-cluster run (svcconf in a pod): it switches kube-proxy's mode for the whole \
+                 cluster: svcconf does that on the kind clusters it makes, or from outside with \
+                 SVCCONF_ALLOW_MODE_SWITCH=1 (a cluster you may change)"
+                    .into(),
+            );
+        }
         cluster::inside::skip_reason(case, self.metallb.source().addresses.is_some())
+    }
+
+    /// The needs of `case` this cluster cannot meet (see `needs`), each in
+    /// one line; empty when it can run. A case whose objects do not load
+    /// has no needs here: it errors with the reason when it runs.
+    async fn unmet_needs(&self, case: &Case) -> Vec<String> {
+        let Ok(objects) = self.fixtures.objects(case) else {
+            return Vec::new();
+        };
+        let capacity = self
+            .capacity
+            .get_or_init(|| async {
+                let c = &self.cluster;
+                let may_switch = c.may_switch_mode && !c.in_pod;
+                cluster::capacity(&c.client, &c.info.name, c.docker.is_some(), may_switch)
+                    .await
+                    .map_err(|e| cluster_error_chain(&e))
+            })
+            .await;
+        match capacity {
+            Ok(capacity) => crate::needs::unmet(&crate::needs::needs(case, &objects), capacity),
+            Err(e) => vec![format!("cannot read what the cluster offers: {e}")],
+        }
     }
 
     async fn run_in(

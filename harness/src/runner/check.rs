@@ -67,10 +67,14 @@ impl CaseRunner {
             .iter()
             .filter_map(|a| verdict::judge(a, &obs, &facts).err())
             .collect();
-        if let (false, Some(docker)) = (mismatches.is_empty(), &self.cluster.docker) {
-            for node in self.nodes_involved(check, &obs.client_node, &facts).await {
-                evidence.push(cluster::proxy_rules(docker, &node, mode, &jig.namespace).await);
+        if !mismatches.is_empty() {
+            let nodes = self.nodes_involved(check, &obs.client_node, &facts).await;
+            if let Some(docker) = &self.cluster.docker {
+                for node in &nodes {
+                    evidence.push(cluster::proxy_rules(docker, node, mode, &jig.namespace).await);
+                }
             }
+            self.involve(&jig.namespace, nodes);
         }
         Ok(mismatches)
     }

@@ -1,0 +1,578 @@
+//! Reads the Service dataplane of every node ([`Dataplane`]): which proxy
+//! runs there (kube-proxy found by its command in any DaemonSet, or a known
+//! replacement's agent), the mode it reports, the rules the node holds, and
+//! whether the proxy keeps them current (its `/healthz`, read through the
+//! API server's pod proxy, so it works wherever the API server reaches the
+//! nodes). Nodes are read at once; one node's silence costs its deadline,
+//! never more.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::api::{ListParams, LogParams};
+use kube::{Api, Client, ResourceExt};
+
+use super::command;
+use crate::kube::exec;
+use crate::model::{Dataplane, NodeDataplane, ProxyHealth, ProxyMode, ServiceProxy};
+
+/// One answer from a node (healthz, a rules dump): a silent proxy is named
+/// after this, not waited on.
+const NODE_DEADLINE: Duration = Duration::from_secs(3);
+/// kube-proxy's defaults (`healthzBindAddress`, `metricsBindAddress`).
+const HEALTHZ_PORT: u16 = 10256;
+const METRICS_PORT: u16 = 10249;
+/// The start of kube-proxy's log holds its mode line and start-up warnings.
+const LOG_HEAD_BYTES: i64 = 256 * 1024;
+
+/// Agents that program Services in place of kube-proxy, by DaemonSet name.
+const REPLACEMENTS: [(&str, &str); 6] = [
+    ("cilium", "Cilium"),
+    ("calico-node", "Calico"),
+    ("kube-router", "kube-router"),
+    ("ovnkube-node", "OVN-Kubernetes"),
+    ("antrea-agent", "Antrea"),
+    ("kube-ovn-cni", "Kube-OVN"),
+];
+
+/// A DaemonSet that may program Services.
+#[derive(Debug, Clone)]
+struct ProxySet {
+    namespace: String,
+    name: String,
+    /// `None`: kube-proxy itself; else the replacement's name.
+    replacement: Option<&'static str>,
+    selector: String,
+}
+
+impl ProxySet {
+    fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A proxy pod, placed on its node.
+#[derive(Debug, Clone)]
+struct ProxyPod {
+    set: ProxySet,
+    pod: Pod,
+}
+
+/// The dataplane of every node. `docker`: kind nodes are read with `docker
+/// exec` (a node without a proxy pod is still read); elsewhere rules are
+/// read in the node's kube-proxy pod, which runs in the node's network
+/// namespace.
+pub async fn inventory(client: &Client, docker: Option<&Path>) -> Result<Dataplane, kube::Error> {
+    let started = Instant::now();
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let sets = proxy_sets(client).await?;
+    let mut on_node: BTreeMap<String, Vec<ProxyPod>> = BTreeMap::new();
+    let lists = sets.iter().map(|set| async move {
+        let pods = Api::<Pod>::namespaced(client.clone(), &set.namespace)
+            .list(&ListParams::default().labels(&set.selector))
+            .await?;
+        Ok::<_, kube::Error>((set.clone(), pods.items))
+    });
+    for listed in join_all(lists).await {
+        let (set, pods) = listed?;
+        for pod in pods {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                continue;
+            };
+            on_node.entry(node).or_default().push(ProxyPod {
+                set: set.clone(),
+                pod,
+            });
+        }
+    }
+    let ports = configured_ports(client).await;
+    let mut names: Vec<String> = nodes.items.iter().map(|n| n.name_any()).collect();
+    names.sort();
+    let reads = names.iter().map(|node| {
+        let pods = on_node.get(node).cloned().unwrap_or_default();
+        read_node(client, docker, node, pods, ports)
+    });
+    let nodes = join_all(reads).await;
+    Ok(Dataplane {
+        nodes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The mode every node of the cluster runs, read on each node (`other`
+/// when none runs kube-proxy); nodes in different modes, or a mode svcconf
+/// does not know, are the error.
+pub async fn cluster_mode(client: &Client, docker: Option<&Path>) -> Result<ProxyMode, String> {
+    let dataplane = inventory(client, docker).await.map_err(|e| {
+        format!(
+            "cannot read the cluster's nodes and proxies: {}",
+            super::error_chain(&e)
+        )
+    })?;
+    match dataplane.cluster_mode()? {
+        None => Ok(ProxyMode::Other),
+        Some(mode) => mode
+            .parse()
+            .map_err(|_| format!("kube-proxy runs in {mode} mode, which svcconf does not check")),
+    }
+}
+
+/// Every DaemonSet whose pods run kube-proxy (its image or command names
+/// it), and every known replacement's agent.
+async fn proxy_sets(client: &Client) -> Result<Vec<ProxySet>, kube::Error> {
+    let all = Api::<DaemonSet>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut out = Vec::new();
+    for ds in &all.items {
+        let name = ds.name_any();
+        let spec = ds.spec.as_ref();
+        let containers = spec
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|p| p.containers.as_slice())
+            .unwrap_or_default();
+        let runs_kube_proxy = containers.iter().any(|c| {
+            let words = c
+                .command
+                .iter()
+                .flatten()
+                .chain(c.args.iter().flatten())
+                .chain(c.image.iter());
+            words.into_iter().any(|w| w.contains("kube-proxy"))
+        });
+        let replacement = REPLACEMENTS
+            .iter()
+            .find(|(ds_name, _)| name == *ds_name)
+            .map(|(_, label)| *label);
+        if !runs_kube_proxy && replacement.is_none() {
+            continue;
+        }
+        let Some(selector) = spec.and_then(|s| s.selector.match_labels.as_ref()) else {
+            continue;
+        };
+        let selector = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push(ProxySet {
+            namespace: ds.namespace().unwrap_or_default(),
+            name,
+            replacement: if runs_kube_proxy { None } else { replacement },
+            selector,
+        });
+    }
+    Ok(out)
+}
+
+/// kube-proxy's healthz and metrics ports, from kube-system's `kube-proxy`
+/// ConfigMap where it sets them, else its defaults.
+async fn configured_ports(client: &Client) -> (u16, u16) {
+    let config = Api::<ConfigMap>::namespaced(client.clone(), "kube-system")
+        .get_opt("kube-proxy")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|m| m.data?.get("config.conf").cloned())
+        .unwrap_or_default();
+    let value: serde_json::Value = serde_saphyr::from_str(&config).unwrap_or_default();
+    let port = |field: &str, default: u16| {
+        value
+            .get(field)
+            .and_then(|v| v.as_str())
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(default)
+    };
+    (
+        port("healthzBindAddress", HEALTHZ_PORT),
+        port("metricsBindAddress", METRICS_PORT),
+    )
+}
+
+async fn read_node(
+    client: &Client,
+    docker: Option<&Path>,
+    node: &str,
+    pods: Vec<ProxyPod>,
+    (healthz_port, metrics_port): (u16, u16),
+) -> NodeDataplane {
+    let kube_proxy = pods.iter().find(|p| p.set.replacement.is_none());
+    let agent = kube_proxy.or_else(|| pods.first());
+    let rules_pod = kube_proxy.map(|p| (p.set.namespace.as_str(), p.pod.name_any()));
+    let programmed = async {
+        match (docker, &rules_pod) {
+            (Some(docker), _) => programmed_modes(|args| docker_read(docker, node, args)).await,
+            (None, Some((ns, pod))) => {
+                programmed_modes(|args| pod_read(client, ns, pod, args)).await
+            }
+            (None, None) => None,
+        }
+    };
+    let Some(agent) = agent else {
+        let programmed = programmed.await;
+        let any_rules = programmed.as_ref().is_some_and(|m| !m.is_empty());
+        return NodeDataplane {
+            node: node.to_string(),
+            // Rules with nothing known behind them: an unknown proxy, or left over.
+            proxy: if any_rules {
+                ServiceProxy::Unknown
+            } else {
+                ServiceProxy::None
+            },
+            mode: None,
+            programmed,
+            health: ProxyHealth::Unknown {
+                detail: "no proxy pod on the node to ask".into(),
+            },
+            warnings: Vec::new(),
+        };
+    };
+    let pod = agent.pod.name_any();
+    let ns = agent.set.namespace.clone();
+    let proxy = match agent.set.replacement {
+        None => ServiceProxy::KubeProxy {
+            daemon_set: agent.set.id(),
+            pod: pod.clone(),
+        },
+        Some(name) => ServiceProxy::Replacement {
+            name: name.to_string(),
+            daemon_set: agent.set.id(),
+            pod: pod.clone(),
+        },
+    };
+    if agent.set.replacement.is_some() {
+        return NodeDataplane {
+            node: node.to_string(),
+            proxy,
+            mode: None,
+            programmed: programmed.await,
+            health: not_running(&agent.pod).unwrap_or(ProxyHealth::Unknown {
+                detail: "svcconf reads the health of kube-proxy only".into(),
+            }),
+            warnings: Vec::new(),
+        };
+    }
+    let (programmed, health, reported, log) = tokio::join!(
+        programmed,
+        health(client, &ns, &pod, healthz_port),
+        pod_get(client, &ns, &pod, metrics_port, "/proxyMode"),
+        log_head(client, &ns, &pod),
+    );
+    let mode = reported
+        .ok()
+        .map(|m| m.trim().to_ascii_lowercase())
+        .filter(|m| !m.is_empty() && !m.contains(' '))
+        .or_else(|| mode_from_log(&log));
+    NodeDataplane {
+        node: node.to_string(),
+        proxy,
+        mode,
+        programmed,
+        health: not_running(&agent.pod).unwrap_or(health),
+        warnings: warnings_in(&log),
+    }
+}
+
+/// A pod that is not running, or not ready, named with why.
+fn not_running(pod: &Pod) -> Option<ProxyHealth> {
+    let status = pod.status.as_ref()?;
+    let phase = status.phase.as_deref().unwrap_or("Unknown");
+    let statuses = status.container_statuses.as_deref().unwrap_or_default();
+    let waiting = statuses.iter().find_map(|c| {
+        let reason = c.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+        Some(format!("{reason}, {} restarts", c.restart_count))
+    });
+    let ready = !statuses.is_empty() && statuses.iter().all(|c| c.ready);
+    let pod = pod.name_any();
+    match (phase, waiting, ready) {
+        (_, Some(reason), _) => Some(ProxyHealth::NotRunning {
+            detail: format!("pod {pod} {reason}"),
+        }),
+        ("Running", None, true) => None,
+        (phase, None, _) => Some(ProxyHealth::NotRunning {
+            detail: format!("pod {pod} is {phase}, not ready"),
+        }),
+    }
+}
+
+/// `GET /healthz` of kube-proxy: 200 synced, 503 stale (with its clock's
+/// `lastUpdated` and `currentTime`), silence: not answering.
+async fn health(client: &Client, ns: &str, pod: &str, port: u16) -> ProxyHealth {
+    let answer = pod_proxy(client, ns, pod, port, "/healthz").await;
+    let (status, body) = match answer {
+        Ok(a) => a,
+        Err(detail) => return ProxyHealth::NotAnswering { detail },
+    };
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let (last, now) = sync_times(&value);
+    let age = match (&last, &now) {
+        (Some(l), Some(n)) => seconds_between(l, n),
+        _ => None,
+    };
+    match (status, age) {
+        (200, Some(age)) => ProxyHealth::Synced {
+            last_sync_seconds: age,
+        },
+        (200, None) => ProxyHealth::Synced {
+            last_sync_seconds: 0.0,
+        },
+        (503, _) => ProxyHealth::Stale {
+            seconds: age.unwrap_or(0.0),
+            detail: format!(
+                "healthz 503, lastUpdated {}, currentTime {}",
+                last.as_deref().unwrap_or("?"),
+                now.as_deref().unwrap_or("?")
+            ),
+        },
+        (code, _) => ProxyHealth::Unknown {
+            detail: format!("healthz answered {code}: {}", body.trim()),
+        },
+    }
+}
+
+/// The oldest last sync and the proxy's clock from a `/healthz` answer.
+/// Per IP family where it says (`status.IPv4.lastUpdated`, v1.3x): the
+/// top-level `lastUpdated` reads as "now" on a proxy with nothing pending.
+fn sync_times(healthz: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let text = |v: &serde_json::Value| v.as_str().map(String::from);
+    let now = healthz.get("currentTime").and_then(text);
+    let families = healthz
+        .get("status")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|f| f.get("lastUpdated").and_then(text));
+    let last = families
+        .min()
+        .or_else(|| healthz.get("lastUpdated").and_then(text));
+    (last, now)
+}
+
+fn seconds_between(from: &str, to: &str) -> Option<f64> {
+    let from: k8s_openapi::jiff::Timestamp = from.parse().ok()?;
+    let to: k8s_openapi::jiff::Timestamp = to.parse().ok()?;
+    let span = to.duration_since(from);
+    Some(span.as_secs_f64().max(0.0))
+}
+
+/// A 2xx body of `path` on the pod's `port`, else why not.
+async fn pod_get(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    port: u16,
+    path: &str,
+) -> Result<String, String> {
+    match pod_proxy(client, ns, pod, port, path).await? {
+        (200..=299, body) => Ok(body),
+        (code, body) => Err(format!("{path} answered {code}: {}", body.trim())),
+    }
+}
+
+/// `GET` through the API server's pod proxy (`pods/proxy`): status and body,
+/// within [`NODE_DEADLINE`].
+async fn pod_proxy(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    port: u16,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let uri = format!("/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy{path}");
+    let request = http::Request::get(&uri)
+        .body(kube::client::Body::empty())
+        .map_err(|e| e.to_string())?;
+    let call = async {
+        let response = client.send(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    match tokio::time::timeout(NODE_DEADLINE, call).await {
+        Ok(Ok((403, body))) => Err(format!(
+            "refused: svcconf needs get on pods/proxy in {ns} ({})",
+            body.trim()
+        )),
+        Ok(answer) => answer.map_err(|e| format!("GET {path} on {pod}:{port}: {e}")),
+        Err(_) => Err(format!(
+            "GET {path} on {pod}:{port} got no answer within {}s",
+            NODE_DEADLINE.as_secs()
+        )),
+    }
+}
+
+/// The first [`LOG_HEAD_BYTES`] of the pod's log (empty when unreadable).
+async fn log_head(client: &Client, ns: &str, pod: &str) -> String {
+    let params = LogParams {
+        limit_bytes: Some(LOG_HEAD_BYTES),
+        ..LogParams::default()
+    };
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let read = pods.logs(pod, &params);
+    match tokio::time::timeout(NODE_DEADLINE, read).await {
+        Ok(Ok(log)) => log,
+        _ => String::new(),
+    }
+}
+
+/// The modes whose Service rules a node holds, read with `read(argv)`
+/// (`None` when nothing could be read): nftables by its `kube-proxy`
+/// table; ipvs by the `KUBE-CLUSTER-IP` set its iptables rules match;
+/// iptables by per-Service `KUBE-SVC-` chains (ipvs makes none).
+async fn programmed_modes<F, Fut>(read: F) -> Option<Vec<String>>
+where
+    F: Fn(&'static [&'static str]) -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let (tables, saved) = tokio::join!(
+        read(&["nft", "list", "tables"]),
+        read(&["iptables-save", "-t", "nat"])
+    );
+    if tables.is_none() && saved.is_none() {
+        return None;
+    }
+    Some(modes_in(
+        tables.as_deref().unwrap_or_default(),
+        saved.as_deref().unwrap_or_default(),
+    ))
+}
+
+fn modes_in(tables: &str, saved: &str) -> Vec<String> {
+    let mut modes = Vec::new();
+    if saved.lines().any(|l| l.starts_with("-A KUBE-SVC-")) {
+        modes.push("iptables".to_string());
+    }
+    let nft = tables
+        .lines()
+        .any(|l| matches!(l.trim(), "table ip kube-proxy" | "table ip6 kube-proxy"));
+    if nft {
+        modes.push("nftables".to_string());
+    }
+    if saved.contains("KUBE-CLUSTER-IP") {
+        modes.push("ipvs".to_string());
+    }
+    modes
+}
+
+async fn docker_read(docker: &Path, node: &str, args: &[&str]) -> Option<String> {
+    let all = [&["exec", node][..], args].concat();
+    command::run(docker, &all, NODE_DEADLINE).await.ok()
+}
+
+async fn pod_read(client: &Client, ns: &str, pod: &str, args: &[&str]) -> Option<String> {
+    let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = exec::exec(client, ns, pod, &argv, NODE_DEADLINE)
+        .await
+        .ok()?;
+    (out.status == "Success").then_some(out.stdout)
+}
+
+/// `"Using nftables Proxier"` → `nftables`.
+pub(crate) fn mode_from_log(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let rest = &line[line.find("Using ")? + "Using ".len()..];
+        let (mode, tail) = rest.split_once(' ')?;
+        tail.starts_with("Proxier")
+            .then(|| mode.to_ascii_lowercase())
+    })
+}
+
+/// kube-proxy's start-up warnings that matter before an upgrade: a
+/// deprecated mode or flag, a default about to change. klog writes
+/// warnings as `W<date> ...`; the quoted message is kept.
+fn warnings_in(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in log.lines().filter(|l| l.starts_with('W')) {
+        let lower = line.to_ascii_lowercase();
+        if !["deprecat", "default", "will be removed"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            continue;
+        }
+        let message = line
+            .split_once("] ")
+            .map_or(line, |(_, m)| m)
+            .trim()
+            .to_string();
+        if !out.contains(&message) {
+            out.push(message);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_name_the_modes_a_node_holds() {
+        let nft = "table ip filter\ntable ip kube-proxy\ntable ip6 kube-proxy\n";
+        assert_eq!(modes_in(nft, ""), vec!["nftables"]);
+        let ipt = "*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -d 10.96.0.1/32 -j KUBE-SVC-NPX46M4PTMTKRN6Y\n-A KUBE-SVC-NPX46M4PTMTKRN6Y -j KUBE-SEP-X\n";
+        assert_eq!(modes_in("table ip nat\n", ipt), vec!["iptables"]);
+        let ipvs =
+            "-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ\n";
+        assert_eq!(modes_in("", ipvs), vec!["ipvs"]);
+        // A switch half done: both.
+        assert_eq!(modes_in(nft, ipt), vec!["iptables", "nftables"]);
+        assert!(modes_in("table ip filter\n", ":KUBE-SERVICES - [0:0]\n").is_empty());
+    }
+
+    #[test]
+    fn reads_the_mode_and_the_warnings_kube_proxy_logged() {
+        let log = "I1204 10:00:00.1 1 server_linux.go:66] \"Using nftables Proxier\"\n\
+                   W1204 10:00:00.2 1 server.go:100] \"The ipvs proxier is deprecated and will be removed\"\n\
+                   W1204 10:00:00.3 1 server.go:101] \"Kube-proxy configuration may be incomplete\"\n";
+        assert_eq!(mode_from_log(log).as_deref(), Some("nftables"));
+        assert_eq!(
+            warnings_in(log),
+            vec!["\"The ipvs proxier is deprecated and will be removed\"".to_string()]
+        );
+        assert_eq!(mode_from_log("Using config file"), None);
+    }
+
+    #[test]
+    fn the_last_sync_is_the_oldest_familys() {
+        let answer = serde_json::json!({
+            "lastUpdated": "2026-12-04T18:42:35.833Z", "currentTime": "2026-12-04T18:42:35.833Z",
+            "status": {"IPv4": {"lastUpdated": "2026-12-04T18:42:18.769Z", "healthy": true},
+                       "IPv6": {"lastUpdated": "2026-12-04T18:42:20Z", "healthy": true}}
+        });
+        assert_eq!(
+            sync_times(&answer),
+            (
+                Some("2026-12-04T18:42:18.769Z".into()),
+                Some("2026-12-04T18:42:35.833Z".into())
+            )
+        );
+        let old = serde_json::json!({"lastUpdated": "a", "currentTime": "b"});
+        assert_eq!(sync_times(&old), (Some("a".into()), Some("b".into())));
+    }
+
+    #[test]
+    fn measures_the_proxys_own_clock() {
+        assert_eq!(
+            seconds_between("2026-12-04T10:00:00.5Z", "2026-12-04T10:01:35.5Z"),
+            Some(95.0)
+        );
+        assert_eq!(seconds_between("never", "2026-12-04T10:01:35Z"), None);
+    }
+}

@@ -1,0 +1,361 @@
+//! What a case needs from a cluster, derived from its declaration and its
+//! objects (placements, node picks, zone assertions, replicas, docker-backed
+//! actions, a mode switch), and which of those needs a cluster cannot meet:
+//! a case that cannot hold there ends in a second, saying why, instead of
+//! finding out by waiting for pods that cannot start. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::model::{Action, Assertion, Case, ClientPlacement, ClientPods, Readiness, CLIENT_NAME};
+use crate::template::{self, NodePick, Placeholder};
+
+/// One thing a case needs from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// Nodes at all (`${nodeIP:1}` picks the second, in name order).
+    Nodes(usize),
+    /// Nodes pods can land on (a client on a node without the backends).
+    SchedulableNodes(usize),
+    /// Schedulable nodes spread over this many `topology.kubernetes.io/zone`s.
+    Zones(usize),
+    /// Room for this many more pods on the schedulable nodes.
+    Pods(u64),
+    /// docker on the host of the cluster's nodes (a kind cluster of this
+    /// host): for what the case does next to the nodes.
+    Docker(&'static str),
+    /// The right to switch kube-proxy's mode for the whole cluster.
+    SwitchProxyMode,
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: &dyn fmt::Display, one: &str, many: &str, count: u64| {
+            format!("{n} {}", if count == 1 { one } else { many })
+        };
+        match self {
+            Need::Nodes(n) => f.write_str(&plural(n, "node", "nodes", *n as u64)),
+            Need::SchedulableNodes(n) => f.write_str(&plural(
+                n,
+                "schedulable node",
+                "schedulable nodes",
+                *n as u64,
+            )),
+            Need::Zones(n) => write!(
+                f,
+                "schedulable nodes in {n} zones (topology.kubernetes.io/zone)"
+            ),
+            Need::Pods(n) => write!(f, "room for {n} pods"),
+            Need::Docker(why) => write!(f, "docker on the nodes' host ({why})"),
+            Need::SwitchProxyMode => f.write_str("the right to switch kube-proxy's mode"),
+        }
+    }
+}
+
+/// What the cluster offers, read once before its cases.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Capacity {
+    pub cluster: String,
+    /// Every node, in name order.
+    pub nodes: Vec<String>,
+    /// Nodes ordinary pods can land on, with their zone label.
+    pub schedulable: BTreeMap<String, Option<String>>,
+    /// Pods that still fit on the schedulable nodes (allocatable minus
+    /// running), summed.
+    pub free_pods: u64,
+    /// docker reaches the nodes (a kind cluster of this host).
+    pub docker: bool,
+    /// svcconf may change kube-proxy's mode there.
+    pub may_switch_mode: bool,
+}
+
+/// Every need of `case`, whose objects (fixtures expanded) are `objects`.
+pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
+    let mut out = BTreeSet::new();
+    let checks: Vec<_> = case
+        .checks
+        .iter()
+        .chain(case.steps.iter().flat_map(|s| s.checks.iter()))
+        .collect();
+    for check in &checks {
+        match &check.from {
+            ClientPlacement::OtherNodeThan(_) => {
+                out.insert(Need::SchedulableNodes(2));
+            }
+            ClientPlacement::ExternalContainer => {
+                out.insert(Need::Docker("a client container on the nodes' network"));
+            }
+            _ => {}
+        }
+        let zones = check
+            .expect
+            .iter()
+            .chain(check.expect_by_mode.values().flatten())
+            .any(|a| matches!(a, Assertion::BackendsInClientZone(_)));
+        if zones {
+            out.insert(Need::Zones(2));
+        }
+    }
+    // A DaemonSet backend has one pod per node: so many ready endpoints
+    // need so many nodes.
+    let daemonset_backend = case
+        .ready
+        .iter()
+        .any(|r| matches!(r, Readiness::DaemonSet(name) if name != CLIENT_NAME));
+    if daemonset_backend {
+        for r in &case.ready {
+            if let Readiness::EndpointSlices { ready, .. }
+            | Readiness::EndpointSliceAddresses { ready, .. }
+            | Readiness::Endpoints { ready, .. } = r
+            {
+                out.insert(Need::SchedulableNodes(*ready));
+            }
+        }
+    }
+    let actions = case
+        .steps
+        .iter()
+        .flat_map(|s| s.actions.iter())
+        .chain(case.sabotage.actions.iter());
+    for action in actions {
+        match action {
+            Action::NodeAddress { .. } => {
+                out.insert(Need::Docker("an address placed on a node"));
+            }
+            Action::Container { .. } => {
+                out.insert(Need::Docker("a server container on the nodes' network"));
+            }
+            Action::ProxyMode { .. } => {
+                out.insert(Need::SwitchProxyMode);
+            }
+            _ => {}
+        }
+    }
+    // Node picks anywhere in the declaration.
+    let declared = serde_json::to_string(&(&case.checks, &case.steps, &case.sabotage, objects))
+        .unwrap_or_default();
+    for placeholder in template::placeholders(&[declared]) {
+        let (Placeholder::NodeIp(pick) | Placeholder::SpareIp(pick)) = placeholder else {
+            continue;
+        };
+        match pick {
+            NodePick::Index(i) if i < usize::MAX => {
+                out.insert(Need::Nodes(i + 1));
+            }
+            NodePick::Without(_) => {
+                out.insert(Need::SchedulableNodes(2));
+            }
+            _ => {}
+        }
+    }
+    let own_clients = case.client_pods() == ClientPods::Own;
+    let pods = pods_of(objects, own_clients);
+    if pods > 0 {
+        out.insert(Need::Pods(pods));
+    }
+    // Of each kind of count, the largest says it all.
+    let mut seen = std::collections::HashSet::new();
+    out.into_iter()
+        .rev()
+        .filter(|n| seen.insert(std::mem::discriminant(n)))
+        .collect()
+}
+
+/// Pods the objects start, counting a DaemonSet as one pod (its pods land
+/// one per node, on nodes that have room for one: they never crowd a node).
+fn pods_of(objects: &[Value], own_clients: bool) -> u64 {
+    let replicas = |o: &Value| o.pointer("/spec/replicas").and_then(Value::as_u64);
+    objects
+        .iter()
+        .map(|o| match o.get("kind").and_then(Value::as_str) {
+            Some("Deployment" | "StatefulSet" | "ReplicaSet") => replicas(o).unwrap_or(1),
+            Some("Pod") => 1,
+            Some("Job") => o
+                .pointer("/spec/parallelism")
+                .and_then(Value::as_u64)
+                .unwrap_or(1),
+            _ => 0,
+        })
+        .sum::<u64>()
+        + u64::from(own_clients)
+}
+
+/// The needs `capacity` cannot meet, each as `needs X; <cluster> has Y`.
+pub fn unmet(needs: &BTreeSet<Need>, capacity: &Capacity) -> Vec<String> {
+    let c = capacity;
+    let names = |nodes: &mut dyn Iterator<Item = &String>| {
+        let list: Vec<&str> = nodes.map(String::as_str).collect();
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    needs
+        .iter()
+        .filter_map(|need| {
+            let has = match need {
+                Need::Nodes(n) if c.nodes.len() < *n => {
+                    format!("{} ({})", c.nodes.len(), names(&mut c.nodes.iter()))
+                }
+                Need::SchedulableNodes(n) if c.schedulable.len() < *n => format!(
+                    "{} ({})",
+                    c.schedulable.len(),
+                    names(&mut c.schedulable.keys())
+                ),
+                Need::Zones(n) => {
+                    let zones: BTreeSet<&String> = c.schedulable.values().flatten().collect();
+                    let unlabelled: Vec<&String> = c
+                        .schedulable
+                        .iter()
+                        .filter(|(_, z)| z.is_none())
+                        .map(|(n, _)| n)
+                        .collect();
+                    if zones.len() >= *n && unlabelled.is_empty() {
+                        return None;
+                    }
+                    let mut has = format!(
+                        "{} zone{} ({})",
+                        zones.len(),
+                        if zones.len() == 1 { "" } else { "s" },
+                        names(&mut zones.into_iter())
+                    );
+                    if !unlabelled.is_empty() {
+                        has.push_str(&format!(
+                            " and nodes without a zone label ({})",
+                            names(&mut unlabelled.into_iter())
+                        ));
+                    }
+                    has
+                }
+                Need::Pods(n) if c.free_pods < *n => format!(
+                    "room for {} more on its {} schedulable node{}",
+                    c.free_pods,
+                    c.schedulable.len(),
+                    if c.schedulable.len() == 1 { "" } else { "s" }
+                ),
+                Need::Docker(_) if !c.docker => {
+                    "no docker that reaches its nodes (not a kind cluster of this host)".to_string()
+                }
+                Need::SwitchProxyMode if !c.may_switch_mode => {
+                    "not been given it: svcconf switches modes on the kind clusters it makes, \
+                     or on yours with SVCCONF_ALLOW_MODE_SWITCH=1 (else --skip the case)"
+                        .to_string()
+                }
+                _ => return None,
+            };
+            Some(format!("needs {need}; {} has {has}", c.cluster))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Project;
+    use crate::fixture::Fixtures;
+    use crate::kube::manifest::ImageMap;
+
+    fn catalog_needs() -> BTreeMap<String, BTreeSet<Need>> {
+        let project = Project::built_in();
+        let catalog = project.load_catalog().unwrap();
+        let fixtures = Fixtures::new(project, ImageMap::default());
+        catalog
+            .cases()
+            .iter()
+            .map(|c| (c.name.clone(), needs(c, &fixtures.objects(c).unwrap())))
+            .collect()
+    }
+
+    fn one_node(name: &str) -> Capacity {
+        Capacity {
+            cluster: "plain".into(),
+            nodes: vec![name.into()],
+            schedulable: [(name.to_string(), None)].into(),
+            free_pods: 100,
+            docker: true,
+            may_switch_mode: false,
+        }
+    }
+
+    #[test]
+    fn reads_the_needs_from_the_declarations() {
+        let all = catalog_needs();
+        let of = |name: &str| all.get(name).unwrap_or_else(|| panic!("no case {name}"));
+        assert!(of("endpointslice-sharding").contains(&Need::Pods(120)));
+        assert!(of("prefer-close").contains(&Need::Zones(2)));
+        // A DaemonSet backend with 2 ready endpoints: 2 nodes.
+        assert!(of("prefer-same-node").contains(&Need::SchedulableNodes(2)));
+        assert!(of("mode-switch").contains(&Need::SwitchProxyMode));
+        assert!(of("external-ips")
+            .iter()
+            .any(|n| matches!(n, Need::Docker(_))));
+        // One count of each kind: the largest.
+        for (case, needs) in &all {
+            let pods = needs.iter().filter(|n| matches!(n, Need::Pods(_))).count();
+            assert!(pods <= 1, "{case}: {needs:?}");
+        }
+    }
+
+    #[test]
+    fn a_one_node_cluster_says_what_it_lacks() {
+        let all = catalog_needs();
+        let capacity = one_node("plain-control-plane");
+        let sharding = unmet(&all["endpointslice-sharding"], &capacity);
+        assert_eq!(
+            sharding,
+            vec!["needs room for 120 pods; plain has room for 100 more on its 1 schedulable node"]
+        );
+        let zones = unmet(&all["prefer-close"], &capacity);
+        assert!(
+            zones.iter().any(|m| m
+                == "needs schedulable nodes in 2 zones (topology.kubernetes.io/zone); plain has 0 zones (none) and nodes without a zone label (plain-control-plane)"),
+            "{zones:?}"
+        );
+        let switch = unmet(&all["mode-switch"], &capacity);
+        assert!(
+            switch.iter().any(|m| m.starts_with(
+                "needs the right to switch kube-proxy's mode; plain has not been given it"
+            )),
+            "{switch:?}"
+        );
+        // Some case needs a second schedulable node, and says so.
+        let two = unmet(&BTreeSet::from([Need::SchedulableNodes(2)]), &capacity);
+        assert_eq!(
+            two,
+            vec!["needs 2 schedulable nodes; plain has 1 (plain-control-plane)"]
+        );
+        let fit: Vec<&String> = all
+            .iter()
+            .filter(|(_, n)| unmet(n, &capacity).is_empty())
+            .map(|(c, _)| c)
+            .collect();
+        println!("fit on one node: {fit:?}");
+        assert!(fit.contains(&&"dns".to_string()), "{fit:?}");
+        assert!(!fit.contains(&&"prefer-same-node".to_string()));
+        // Sent from a node without the backends: not on one node.
+        assert!(!fit.contains(&&"clusterip-basic".to_string()));
+    }
+
+    #[test]
+    fn a_three_node_kind_cluster_meets_every_need() {
+        let all = catalog_needs();
+        let capacity = Capacity {
+            cluster: "svcconf-nftables".into(),
+            nodes: vec!["cp".into(), "w1".into(), "w2".into()],
+            schedulable: [
+                ("w1".to_string(), Some("zone-a".to_string())),
+                ("w2".to_string(), Some("zone-b".to_string())),
+            ]
+            .into(),
+            free_pods: 210,
+            docker: true,
+            may_switch_mode: true,
+        };
+        for (case, needs) in &all {
+            assert!(unmet(needs, &capacity).is_empty(), "{case}: {needs:?}");
+        }
+    }
+}
