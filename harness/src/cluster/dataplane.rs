@@ -310,11 +310,28 @@ fn not_running(pod: &Pod) -> Option<ProxyHealth> {
 /// `lastUpdated` and `currentTime`), silence: not answering.
 async fn health(client: &Client, ns: &str, pod: &str, port: u16) -> ProxyHealth {
     let answer = pod_proxy(client, ns, pod, port, "/healthz").await;
-    let (status, body) = match answer {
-        Ok(a) => a,
-        Err(detail) => return ProxyHealth::NotAnswering { detail },
-    };
-    let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    match answer {
+        Ok((status, body)) => health_of(status, &body, ns, pod, port),
+        Err(detail) => ProxyHealth::NotAnswering { detail },
+    }
+}
+
+/// What a `/healthz` answer (`status`, `body`) through the pod proxy says.
+fn health_of(status: u16, body: &str, ns: &str, pod: &str, port: u16) -> ProxyHealth {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    // The API server answering for itself: it may not ask (RBAC), or it
+    // could not reach the proxy (nothing listens there).
+    if status == 403 {
+        return ProxyHealth::Unknown {
+            detail: format!("svcconf may not ask (needs get on pods/proxy in {ns})"),
+        };
+    }
+    if value.get("kind").and_then(|k| k.as_str()) == Some("Status") {
+        let message = value.get("message").and_then(|m| m.as_str()).unwrap_or("");
+        return ProxyHealth::NotAnswering {
+            detail: format!("GET /healthz on {pod}:{port}: {status} {message}"),
+        };
+    }
     let (last, now) = sync_times(&value);
     let age = match (&last, &now) {
         (Some(l), Some(n)) => seconds_between(l, n),
@@ -405,10 +422,6 @@ async fn pod_proxy(
         Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
     };
     match tokio::time::timeout(NODE_DEADLINE, call).await {
-        Ok(Ok((403, body))) => Err(format!(
-            "refused: svcconf needs get on pods/proxy in {ns} ({})",
-            body.trim()
-        )),
         Ok(answer) => answer.map_err(|e| format!("GET {path} on {pod}:{port}: {e}")),
         Err(_) => Err(format!(
             "GET {path} on {pod}:{port} got no answer within {}s",
@@ -565,6 +578,32 @@ mod tests {
         );
         let old = serde_json::json!({"lastUpdated": "a", "currentTime": "b"});
         assert_eq!(sync_times(&old), (Some("a".into()), Some("b".into())));
+    }
+
+    #[test]
+    fn a_healthz_answer_says_synced_stale_or_who_answered() {
+        let ok = r#"{"lastUpdated":"2026-12-04T10:00:05Z","currentTime":"2026-12-04T10:00:05Z","status":{"IPv4":{"lastUpdated":"2026-12-04T10:00:00Z"}}}"#;
+        assert_eq!(
+            health_of(200, ok, "kube-system", "p", 10256),
+            ProxyHealth::Synced {
+                last_sync_seconds: 5.0
+            }
+        );
+        let stale =
+            r#"{"lastUpdated":"2026-12-04T10:00:00Z","currentTime":"2026-12-04T10:01:35Z"}"#;
+        assert!(matches!(
+            health_of(503, stale, "kube-system", "p", 10256),
+            ProxyHealth::Stale { seconds, .. } if seconds == 95.0
+        ));
+        assert!(matches!(
+            health_of(403, "{}", "kube-system", "p", 10256),
+            ProxyHealth::Unknown { detail } if detail.contains("pods/proxy")
+        ));
+        let refused = r#"{"kind":"Status","message":"error trying to reach service: dial tcp 172.18.0.4:10256: connect: connection refused"}"#;
+        assert!(matches!(
+            health_of(503, refused, "kube-system", "p", 10256),
+            ProxyHealth::NotAnswering { detail } if detail.contains("connection refused")
+        ));
     }
 
     #[test]
