@@ -209,7 +209,13 @@ impl CaseRunner {
                 evidence: message,
             };
         }
-        if let Some(reason) = self.skip_reason(case).or(unmet.into_iter().next()) {
+        let unmet_in_pod = (!unmet.is_empty()).then(|| {
+            format!(
+                "in-cluster run (svcconf in a pod) on a cluster that cannot give what it needs: {}",
+                unmet.join("; ")
+            )
+        });
+        if let Some(reason) = self.skip_reason(case).or(unmet_in_pod) {
             // The reason is also the evidence: JUnit consumers that drop
             // the skip message (sonobuoy) still show it.
             return CaseResult {
