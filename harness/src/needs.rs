@@ -165,7 +165,7 @@ pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
 
 /// Pods the objects start, counting a DaemonSet as one pod (its pods land
 /// one per node, on nodes that have room for one: they never crowd a node).
-fn pods_of(objects: &[Value], own_clients: bool) -> u64 {
+pub fn pods_of(objects: &[Value], own_clients: bool) -> u64 {
     let replicas = |o: &Value| o.pointer("/spec/replicas").and_then(Value::as_u64);
     objects
         .iter()

@@ -28,6 +28,10 @@ use crate::template::{self, Facts};
 
 use super::cluster_error_chain;
 
+/// A case's readiness deadline per pod it starts, where that exceeds the
+/// default (120 pods: 180 s).
+const SECONDS_PER_POD: f64 = 1.5;
+
 /// Between two attempts of a case's checks.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -446,7 +450,8 @@ impl CaseRunner {
                 "sabotage settling: {}",
                 waiting_for(&case.sabotage.settle)
             ));
-            if let Err(message) = self.wait_all(jig, &case.sabotage.settle).await {
+            let settle = self.wait_all(jig, &case.sabotage.settle, self.deadlines.ready);
+            if let Err(message) = settle.await {
                 return error(format!("sabotage did not settle: {message}"));
             }
         }
@@ -586,7 +591,15 @@ impl CaseRunner {
         ready.extend(case.ready.iter().cloned());
         let waited = Instant::now();
         phase(waiting_for(&ready));
-        if let Err(message) = self.wait_all(jig, &ready).await {
+        // Many pods take longer than the deadline allows a few: a kubelet of
+        // this 2-core host once had 53 of the sharding case's 120 ready after
+        // 120 s. The deadline grows with the pods, never below its default.
+        let pods = crate::needs::pods_of(&objects, false) as f64;
+        let deadline = self
+            .deadlines
+            .ready
+            .max(Duration::from_secs_f64(pods * SECONDS_PER_POD));
+        if let Err(message) = self.wait_all(jig, &ready, deadline).await {
             return Err(error(message));
         }
         Ok(waited)
@@ -686,15 +699,15 @@ impl CaseRunner {
         }
     }
 
-    /// All waits at once (they watch different objects), each with the
-    /// readiness deadline; the first failure names what did not happen.
-    async fn wait_all(&self, jig: &Jig, ready: &[Readiness]) -> Result<(), String> {
-        let results = join_all(
-            ready
-                .iter()
-                .map(|r| self.wait_one(jig, r, self.deadlines.ready)),
-        )
-        .await;
+    /// All waits at once (they watch different objects), each within
+    /// `deadline`; the first failure names what did not happen.
+    async fn wait_all(
+        &self,
+        jig: &Jig,
+        ready: &[Readiness],
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let results = join_all(ready.iter().map(|r| self.wait_one(jig, r, deadline))).await;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             let pods = jig.unready_pods().await;
             return Err(if pods.is_empty() {
