@@ -37,6 +37,13 @@ pub enum CatalogError {
     },
     #[error(transparent)]
     Invalid(#[from] CaseError),
+    /// A case that parsed but does not hold together, where it says so.
+    #[error("{origin}{}: {problem}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    InvalidCase {
+        origin: String,
+        line: Option<usize>,
+        problem: CaseError,
+    },
     #[error(transparent)]
     Fixture(#[from] ManifestError),
     #[error("case {case:?} names fixture {fixture:?}, which is neither built in nor in --cases' fixtures/")]
@@ -139,6 +146,17 @@ impl Project {
                     origin: file.origin.clone(),
                     source: Box::new(source),
                 })?;
+            case.validate()
+                .map_err(|problem| CatalogError::InvalidCase {
+                    origin: file.origin.clone(),
+                    line: match &problem {
+                        CaseError::Invalid {
+                            check: Some(check), ..
+                        } => line_of_check(&file.text, check),
+                        _ => None,
+                    },
+                    problem,
+                })?;
             for fixture in &case.fixtures {
                 self.load_fixture(&case.name, fixture)?;
             }
@@ -234,6 +252,21 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CatalogError> 
         }
     }
     Ok(())
+}
+
+/// The line (from 1) declaring the check named `check` in a case file: an
+/// indented or listed `name: <check>`, the case's own top-level name aside.
+fn line_of_check(text: &str, check: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let indented = line.starts_with([' ', '-']);
+            let entry = line.trim_start().trim_start_matches("- ").trim_start();
+            indented
+                && entry
+                    .strip_prefix("name:")
+                    .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == check)
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -335,5 +368,53 @@ mod tests {
         );
         let missing = Project::built_in().with_cases_dir(&dir.path().join("nope"));
         assert!(matches!(missing, Err(CatalogError::NotADirectory(_))));
+    }
+
+    /// A case whose checks cannot work is refused when the catalog loads,
+    /// naming the file and the check's line: no cluster run finds it.
+    #[test]
+    fn a_misfit_check_is_refused_at_load_with_file_and_line() {
+        let dns = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/cases/dns/dns.yaml"),
+        )
+        .unwrap();
+        let misfits = [
+            (
+                "from: anyNode\n    probe: {dns: {name: web, type: A}}",
+                "from: external\n    probe: {dns: {name: web, type: A}}",
+                "a dns probe cannot run from `external`",
+            ),
+            (
+                "probe: {dns: {name: web, type: A}}\n    expect: [{rcode: NOERROR}, {answers: [\"${clusterIP:web}\"]}]",
+                "probe: {tcp: {target: \"web:80\"}}\n    expect: [{backends: {pods: app=web, count: 1}}]",
+                "assertion `backends` judges http reports; its tcp probe gives tcp reports",
+            ),
+        ];
+        for (from, to, problem) in misfits {
+            assert!(dns.contains(from), "the dns case changed: {from}");
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("dns.yaml");
+            std::fs::write(&path, dns.replacen(from, to, 1)).unwrap();
+            let err = Project::built_in()
+                .with_cases_dir(dir.path())
+                .unwrap()
+                .load_catalog()
+                .unwrap_err()
+                .to_string();
+            // `short-name` is declared on line 9 of the file.
+            let at = format!(
+                "{}:9: case \"dns\": check \"short-name\": {problem}",
+                path.display()
+            );
+            assert!(err.contains(&at), "{err}\nwanted: {at}");
+        }
+    }
+
+    #[test]
+    fn a_check_is_found_by_its_name_not_the_cases() {
+        let text = "name: web\nchecks:\n  - name: other\n  - from: anyNode\n    name: web\n";
+        assert_eq!(line_of_check(text, "other"), Some(3));
+        assert_eq!(line_of_check(text, "web"), Some(5));
+        assert_eq!(line_of_check(text, "none"), None);
     }
 }

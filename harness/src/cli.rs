@@ -45,6 +45,11 @@ struct Cli {
     /// replaces that case.
     #[arg(long, global = true, value_name = "DIR", env = "SVCCONF_CASES")]
     cases: Option<PathBuf>,
+    /// How many times slower than a usual machine this host is (a VM under
+    /// emulation): every deadline and request timeout is multiplied by it,
+    /// never what a check expects. From 1 to 20.
+    #[arg(long, global = true, value_name = "FACTOR", env = crate::model::SCALE_ENV, value_parser = crate::model::parse_scale)]
+    deadline_scale: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +70,41 @@ enum Command {
     /// a case that passed before fails after, or on Ctrl-C/SIGTERM. Changes
     /// the cluster only with --yes.
     Migrate(Box<MigrateArgs>),
+    /// Look at your cluster, read-only, for what its Service networking
+    /// uses that is deprecated or changes in a coming release (ipvs,
+    /// iptables by default, externalIPs, PreferClose, loadBalancerIP, v1
+    /// Endpoints written by clients, ...): each finding with the version,
+    /// what breaks and the move to make. Exit 1 when a finding is at or
+    /// above --fail-on, 2 when a check could not read what it needs.
+    Audit(Box<AuditArgs>),
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The kubeconfig file (as kubectl: else KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context.
+    #[arg(long)]
+    context: Option<String>,
+    /// The least severity that fails the audit: notice, deprecated, change
+    /// (a default changes in a named release), removal (turned off or
+    /// removed in a named release), or never.
+    #[arg(long, value_name = "SEVERITY", default_value = "deprecated", value_parser = parse_fail_on)]
+    fail_on: crate::model::FailOn,
+    /// Directory for audit.json and junit.xml.
+    #[arg(long, value_name = "DIR", default_value = "svcconf-audit")]
+    report_dir: PathBuf,
+    /// JUnit output (default: <report-dir>/junit.xml).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// JSON output (default: <report-dir>/audit.json).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+fn parse_fail_on(s: &str) -> Result<crate::model::FailOn, String> {
+    s.parse()
 }
 
 #[derive(clap::Args)]
@@ -397,6 +437,9 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let (cli, plugin) = parse_cli(std::env::args().collect());
+    if let Some(k) = cli.deadline_scale {
+        crate::model::set_scale(k);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     ExitCode::from(runtime.block_on(main_async(cli, plugin)).code())
 }
@@ -435,6 +478,25 @@ async fn main_async(cli: Cli, plugin: bool) -> Exit {
             }
             Err(e) => fail(e),
         },
+        Command::Audit(args) => {
+            let source = KubeconfigSource {
+                path: args.kubeconfig.clone(),
+                context: args.context.clone(),
+            };
+            match crate::audit::audit(&source).await {
+                Ok(audit) => crate::audit::report(
+                    &audit,
+                    args.fail_on,
+                    &args
+                        .json
+                        .unwrap_or_else(|| args.report_dir.join("audit.json")),
+                    &args
+                        .junit
+                        .unwrap_or_else(|| args.report_dir.join("junit.xml")),
+                ),
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod backend;
 pub mod catalog;
 #[cfg(feature = "cli")]

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::cluster::proxy_mode::{self, Rules};
 use crate::fixture::Fixtures;
-use crate::model::{CaseOutcome, CaseResult, Dataplane, ProxyMode};
+use crate::model::{scaled, CaseOutcome, CaseResult, Dataplane, ProxyMode};
 use crate::report::{
     self, JsonReporter, JunitReporter, ModeState, Reporter, RunRecord, TerminalReporter,
 };
@@ -213,7 +213,7 @@ impl Migration {
         eprintln!("migrate: ConfigMap kube-system/kube-proxy now says mode: {to}; restarting DaemonSet kube-system/kube-proxy");
         proxy_mode::restart(&self.client).await?;
         let started = Instant::now();
-        let deadline = proxy_mode::ROLLOUT_DEADLINE;
+        let deadline = scaled(proxy_mode::ROLLOUT_DEADLINE);
         let mut cancel = cancel.clone();
         loop {
             match proxy_mode::switched(&self.client, RULES, to, "kube-system").await {

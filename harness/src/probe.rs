@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::kube::exec::{self, ExecError};
 use crate::kube::jig::Jig;
 use crate::model::{
-    DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport, REQUEST_TIMEOUT_MS,
+    request_timeout_ms, scaled, DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport,
 };
 use crate::template::{Facts, PodFact};
 
@@ -44,7 +44,7 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
                 "--count".into(),
                 count.to_string(),
                 "--timeout-ms".into(),
-                REQUEST_TIMEOUT_MS.to_string(),
+                request_timeout_ms().to_string(),
             ]);
             if *interval_ms > 0 {
                 cmd.extend(["--interval-ms".into(), interval_ms.to_string()]);
@@ -55,7 +55,7 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
                 "tcp".into(),
                 facts.render(target),
                 "--timeout-ms".into(),
-                REQUEST_TIMEOUT_MS.to_string(),
+                request_timeout_ms().to_string(),
             ]);
         }
         Probe::Udp {
@@ -70,7 +70,7 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
                 "--count".into(),
                 count.to_string(),
                 "--timeout-ms".into(),
-                REQUEST_TIMEOUT_MS.to_string(),
+                request_timeout_ms().to_string(),
             ]);
             if *interval_ms > 0 {
                 cmd.extend(["--interval-ms".into(), interval_ms.to_string()]);
@@ -90,6 +90,8 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
                 facts.render(name),
                 "--type".into(),
                 record_type.clone(),
+                "--timeout-ms".into(),
+                request_timeout_ms().to_string(),
             ]);
             if *no_search {
                 cmd.push("--no-search".into());
@@ -110,7 +112,10 @@ pub fn deadline(probe: &Probe) -> Duration {
         } => (*count, *interval_ms),
         _ => (1, 0),
     };
-    Duration::from_millis(u64::from(requests) * u64::from(REQUEST_TIMEOUT_MS + interval) + 30_000)
+    Duration::from_millis(
+        u64::from(requests) * u64::from(request_timeout_ms() + interval)
+            + scaled(Duration::from_secs(30)).as_millis() as u64,
+    )
 }
 
 /// Parses what the probe printed for `probe`'s role.

@@ -11,7 +11,7 @@ use crate::kube::apply::Applier;
 use crate::kube::exec;
 use crate::kube::jig::Jig;
 use crate::kube::manifest::ImageMap;
-use crate::model::{Action, ObjectPatch, Probe, ProbeReport, ProxyMode};
+use crate::model::{scaled, Action, ObjectPatch, Probe, ProbeReport, ProxyMode};
 use crate::probe;
 use crate::resolve;
 use crate::template::{render_json, strings, Facts, NodePick};
@@ -102,7 +102,7 @@ pub async fn perform(
             let args = ["exec", &node, "ip", "addr", "add", &cidr, "dev", "eth0"];
             // After it: the address may have been there already, and then
             // it is not the case's to remove.
-            command::run(&docker, &args, DOCKER_DEADLINE)
+            command::run(&docker, &args, scaled(DOCKER_DEADLINE))
                 .await
                 .map_err(|e| e.to_string())?;
             defer(Undo::Address {
@@ -155,7 +155,7 @@ pub async fn perform(
                 name: container.clone(),
             })
             .await;
-            command::run(&docker, &cmd, DOCKER_DEADLINE)
+            command::run(&docker, &cmd, scaled(DOCKER_DEADLINE))
                 .await
                 .map_err(|e| e.to_string())?;
             let ip = docker::container_ip(&container)

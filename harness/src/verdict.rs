@@ -94,36 +94,12 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
         (Assertion::BackendsInClientZone(pods), ProbeReport::Http(r)) => {
             near_client(r, pods, &obs.client_node, facts, Near::Zone)
         }
+        // A case that loaded cannot get here: the catalog checks the fit.
         (assertion, report) => Err(format!(
             "assertion {} cannot judge a {} probe",
-            assertion_name(assertion),
-            match report {
-                ProbeReport::Http(_) => "http",
-                ProbeReport::Tcp(_) => "tcp",
-                ProbeReport::Dns(_) => "dns",
-            }
+            assertion.name(),
+            report.kind()
         )),
-    }
-}
-
-fn assertion_name(a: &Assertion) -> &'static str {
-    match a {
-        Assertion::AllOk => "allOk",
-        Assertion::Backends { .. } => "backends",
-        Assertion::ServerPort(_) => "serverPort",
-        Assertion::AllFailWith(_) => "allFailWith",
-        Assertion::TcpResult(_) => "tcpResult",
-        Assertion::Rcode(_) => "rcode",
-        Assertion::Answers(_) => "answers",
-        Assertion::ClientIpIsClientPod => "clientIpIsClientPod",
-        Assertion::Srv(_) => "srv",
-        Assertion::OneBackend => "oneBackend",
-        Assertion::MinBackends(_) => "minBackends",
-        Assertion::Status(_) => "status",
-        Assertion::ClientIpNotClient => "clientIpNotClient",
-        Assertion::EndpointSliceShards { .. } => "endpointSliceShards",
-        Assertion::BackendsOnClientNode(_) => "backendsOnClientNode",
-        Assertion::BackendsInClientZone(_) => "backendsInClientZone",
     }
 }
 

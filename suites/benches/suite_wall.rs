@@ -325,9 +325,12 @@ async fn bench_mode(
             );
             rounds.push(r);
             // The next run starts on a cluster without this run's namespaces.
-            if let Err(e) =
-                namespace::delete_all(&runner.cluster.client, Some(&run_id), deadlines.teardown)
-                    .await
+            if let Err(e) = namespace::delete_all(
+                &runner.cluster.client,
+                Some(&run_id),
+                Some(deadlines.teardown),
+            )
+            .await
             {
                 eprintln!("[{mode}] namespaces of run {run} not gone: {e}");
             }

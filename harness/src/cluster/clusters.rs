@@ -19,7 +19,7 @@ use crate::catalog::{CatalogError, Project};
 use crate::kube::apply::Applier;
 use crate::kube::namespace;
 use crate::kube::wait::WaitError;
-use crate::model::{ClusterInfo, Deadlines, ProxyMode};
+use crate::model::{scaled, ClusterInfo, Deadlines, ProxyMode};
 
 /// `kind export logs` of a 3-node cluster.
 const LOGS_DEADLINE: Duration = Duration::from_secs(180);
@@ -305,7 +305,9 @@ impl Clusters {
                 let to_arg = to.display().to_string();
                 let args = ["export", "logs", &to_arg, "--name", name];
                 done.push(
-                    match crate::cluster::command::run(kind.bin(), &args, LOGS_DEADLINE).await {
+                    match crate::cluster::command::run(kind.bin(), &args, scaled(LOGS_DEADLINE))
+                        .await
+                    {
                         Ok(_) => format!("{}: exported the logs of {name} to {to_arg}", t.mode),
                         Err(e) => format!("{}: could not export the logs of {name}: {e}", t.mode),
                     },
@@ -314,11 +316,27 @@ impl Clusters {
         }
         let namespaces = tracked
             .iter()
-            .filter_map(|t| t.client.clone().map(|c| (t.mode, c)))
-            .map(|(mode, client)| async move {
-                match namespace::delete_all(&client, Some(run_id), self.deadlines.teardown).await {
+            .filter_map(|t| t.client.clone().map(|c| (t, c)))
+            .map(|(t, client)| async move {
+                // The run ends without waiting for its namespaces to finish
+                // terminating (a deleted namespace is no one's to wait on;
+                // the next run's sweep removes what a dead run left), unless
+                // MetalLB, which their Services use, is removed next.
+                let removes_metallb = match &t.installed {
+                    Some(installed) => !installed.is_empty().await,
+                    None => false,
+                };
+                let wait = removes_metallb.then_some(self.deadlines.teardown);
+                let mode = t.mode;
+                match namespace::delete_all(&client, Some(run_id), wait).await {
                     Ok(names) if names.is_empty() => None,
-                    Ok(names) => Some(format!("{mode}: deleted {} namespaces", names.len())),
+                    Ok(names) if wait.is_some() => {
+                        Some(format!("{mode}: deleted {} namespaces", names.len()))
+                    }
+                    Ok(names) => Some(format!(
+                        "{mode}: deleted {} namespaces (terminating on their own)",
+                        names.len()
+                    )),
                     Err(e) => Some(format!("{mode}: could not delete namespaces: {e}")),
                 }
             });

@@ -6,20 +6,22 @@
 //! nodes). Nodes are read at once; one node's silence costs its deadline,
 //! never more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Service};
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::command;
-use crate::kube::exec;
-use crate::model::{Dataplane, NodeDataplane, ProxyHealth, ProxyMode, ServiceProxy};
+use crate::kube::{exec, wait};
+use crate::model::{
+    scaled, unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ProxyMode, ServiceProxy,
+};
 
 /// One answer from a node (healthz, a rules dump): a silent proxy is named
 /// after this, not waited on.
@@ -39,6 +41,25 @@ const REPLACEMENTS: [(&str, &str); 6] = [
     ("antrea-agent", "Antrea"),
     ("kube-ovn-cni", "Kube-OVN"),
 ];
+
+/// Where a node's rules are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Rules<'a> {
+    /// `docker exec` into the node container (kind on this host).
+    Docker(&'a Path),
+    /// exec into the node's kube-proxy pod: it runs in the node's network
+    /// namespace and its image carries `iptables-save` and `nft`.
+    KubeProxyPod,
+    /// Not read: only the mode kube-proxy logged counts.
+    Unread,
+}
+
+impl<'a> Rules<'a> {
+    /// On a kind node `docker exec`, elsewhere exec in the kube-proxy pod.
+    pub fn from_docker(docker: Option<&'a Path>) -> Self {
+        docker.map_or(Rules::KubeProxyPod, Rules::Docker)
+    }
+}
 
 /// A DaemonSet that may program Services.
 #[derive(Debug, Clone)]
@@ -63,11 +84,11 @@ struct ProxyPod {
     pod: Pod,
 }
 
-/// The dataplane of every node. `docker`: kind nodes are read with `docker
+/// The dataplane of every node. `rules`: kind nodes are read with `docker
 /// exec` (a node without a proxy pod is still read); elsewhere rules are
 /// read in the node's kube-proxy pod, which runs in the node's network
-/// namespace.
-pub async fn inventory(client: &Client, docker: Option<&Path>) -> Result<Dataplane, kube::Error> {
+/// namespace; or not at all (a read-only look: no exec).
+pub async fn inventory(client: &Client, rules: Rules<'_>) -> Result<Dataplane, kube::Error> {
     let started = Instant::now();
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
@@ -100,31 +121,154 @@ pub async fn inventory(client: &Client, docker: Option<&Path>) -> Result<Datapla
     names.sort();
     let reads = names.iter().map(|node| {
         let pods = on_node.get(node).cloned().unwrap_or_default();
-        read_node(client, docker, node, pods, ports)
+        read_node(client, rules, node, pods, ports)
     });
-    let nodes = join_all(reads).await;
+    let (mut nodes, mut events) = tokio::join!(join_all(reads), node_notices(client));
+    for node in &mut nodes {
+        for (reason, message) in events.remove(&node.node).unwrap_or_default() {
+            // The log said it already, unless it has rotated since.
+            if !node.warnings.iter().any(|w| w.contains(&message)) {
+                node.warnings.push(format!("event {reason}: {message}"));
+            }
+        }
+    }
     Ok(Dataplane {
         nodes,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
+/// The notices kube-proxy records as events on its node at start
+/// (`IPVSDeprecation` since v1.35, `KubeProxyDefaultMode` when it took
+/// iptables by default), by node. Events expire (an hour by default), and
+/// a role that may not list them gets none: the log is read too.
+async fn node_notices(client: &Client) -> BTreeMap<String, Vec<(String, String)>> {
+    let events = Api::<Event>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().fields("involvedObject.kind=Node"))
+        .await;
+    let mut by_node: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for event in events.map(|list| list.items).unwrap_or_default() {
+        let reason = event.reason.unwrap_or_default();
+        if !matches!(reason.as_str(), "IPVSDeprecation" | "KubeProxyDefaultMode") {
+            continue;
+        }
+        let (Some(node), Some(message)) = (event.involved_object.name, event.message) else {
+            continue;
+        };
+        let notices = by_node.entry(node).or_default();
+        if !notices.iter().any(|(_, m)| *m == message) {
+            notices.push((reason, message));
+        }
+    }
+    by_node
+}
+
 /// The mode every node of the cluster runs, read on each node (`other`
 /// when none runs kube-proxy); nodes in different modes, or a mode svcconf
 /// does not know, are the error.
 pub async fn cluster_mode(client: &Client, docker: Option<&Path>) -> Result<ProxyMode, String> {
-    let dataplane = inventory(client, docker).await.map_err(|e| {
-        format!(
-            "cannot read the cluster's nodes and proxies: {}",
-            super::error_chain(&e)
-        )
-    })?;
+    let dataplane = inventory(client, Rules::from_docker(docker))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read the cluster's nodes and proxies: {}",
+                super::error_chain(&e)
+            )
+        })?;
     match dataplane.cluster_mode()? {
         None => Ok(ProxyMode::Other),
         Some(mode) => mode
             .parse()
             .map_err(|_| format!("kube-proxy runs in {mode} mode, which svcconf does not check")),
     }
+}
+
+/// What the case's Services in `namespace` lack on the `involved` nodes
+/// while other nodes' rules hold them: each address of theirs (ClusterIPs,
+/// externalIPs, LoadBalancer addresses) looked for in every node's rules of
+/// any mode. Nodes whose rules cannot be read are left out, never guessed.
+pub async fn unprogrammed_services(
+    client: &Client,
+    docker: Option<&Path>,
+    dataplane: &Dataplane,
+    namespace: &str,
+    involved: &BTreeSet<String>,
+) -> Vec<String> {
+    let listed = Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await;
+    let Ok(listed) = listed else {
+        return Vec::new();
+    };
+    let services: Vec<(String, Vec<String>)> = listed
+        .items
+        .iter()
+        .map(|svc| (svc.name_any(), service_addresses(svc)))
+        .filter(|(_, addresses)| !addresses.is_empty())
+        .collect();
+    if services.is_empty() {
+        return Vec::new();
+    }
+    let reads = dataplane.nodes.iter().map(|node| async move {
+        let read = |args: &'static [&'static str]| read_on(client, docker, node, args);
+        // Everything a mode may hold a Service address in: iptables' nat and
+        // filter tables (a Service without endpoints is a filter rule), all
+        // nftables tables, ipvs's dummy interface.
+        let (saved, ruleset, ipvs) = tokio::join!(
+            read(&["iptables-save"]),
+            read(&["nft", "list", "ruleset"]),
+            read(&["ip", "-o", "addr", "show", "dev", "kube-ipvs0"]),
+        );
+        let dump = [saved, ruleset, ipvs]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        (
+            node.node.clone(),
+            (!dump.is_empty()).then(|| dump.join("\n")),
+        )
+    });
+    let dumps: BTreeMap<String, Option<String>> = join_all(reads).await.into_iter().collect();
+    unprogrammed(namespace, &services, &dumps, involved)
+}
+
+/// A Service's addresses a proxy programs; none for headless and ExternalName.
+fn service_addresses(svc: &Service) -> Vec<String> {
+    let spec = svc.spec.as_ref();
+    let cluster = spec
+        .and_then(|s| {
+            s.cluster_ips
+                .clone()
+                .or_else(|| s.cluster_ip.clone().map(|ip| vec![ip]))
+        })
+        .unwrap_or_default();
+    let external = spec
+        .and_then(|s| s.external_ips.clone())
+        .unwrap_or_default();
+    // A host name among them is never in a node's rules: nothing is said of it.
+    cluster
+        .into_iter()
+        .chain(external)
+        .chain(wait::ingress_addresses(svc))
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .collect()
+}
+
+/// `args` run on `node`: by `docker exec` on kind, else in its kube-proxy pod.
+async fn read_on(
+    client: &Client,
+    docker: Option<&Path>,
+    node: &NodeDataplane,
+    args: &'static [&'static str],
+) -> Option<String> {
+    if let Some(docker) = docker {
+        return docker_read(docker, &node.node, args).await;
+    }
+    let ServiceProxy::KubeProxy { daemon_set, pod } = &node.proxy else {
+        return None;
+    };
+    let (ns, _) = daemon_set.split_once('/')?;
+    pod_read(client, ns, pod, args).await
 }
 
 /// Every DaemonSet whose pods run kube-proxy (its image or command names
@@ -202,7 +346,7 @@ async fn configured_ports(client: &Client) -> (u16, u16) {
 
 async fn read_node(
     client: &Client,
-    docker: Option<&Path>,
+    rules: Rules<'_>,
     node: &str,
     pods: Vec<ProxyPod>,
     (healthz_port, metrics_port): (u16, u16),
@@ -211,12 +355,14 @@ async fn read_node(
     let agent = kube_proxy.or_else(|| pods.first());
     let rules_pod = kube_proxy.map(|p| (p.set.namespace.as_str(), p.pod.name_any()));
     let programmed = async {
-        match (docker, &rules_pod) {
-            (Some(docker), _) => programmed_modes(|args| docker_read(docker, node, args)).await,
-            (None, Some((ns, pod))) => {
+        match (rules, &rules_pod) {
+            (Rules::Docker(docker), _) => {
+                programmed_modes(|args| docker_read(docker, node, args)).await
+            }
+            (Rules::KubeProxyPod, Some((ns, pod))) => {
                 programmed_modes(|args| pod_read(client, ns, pod, args)).await
             }
-            (None, None) => None,
+            _ => None,
         }
     };
     let Some(agent) = agent else {
@@ -421,11 +567,11 @@ async fn pod_proxy(
             .to_bytes();
         Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    match tokio::time::timeout(NODE_DEADLINE, call).await {
+    match tokio::time::timeout(scaled(NODE_DEADLINE), call).await {
         Ok(answer) => answer.map_err(|e| format!("GET {path} on {pod}:{port}: {e}")),
         Err(_) => Err(format!(
             "GET {path} on {pod}:{port} got no answer within {}s",
-            NODE_DEADLINE.as_secs()
+            scaled(NODE_DEADLINE).as_secs()
         )),
     }
 }
@@ -438,7 +584,7 @@ async fn log_head(client: &Client, ns: &str, pod: &str) -> String {
     };
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
     let read = pods.logs(pod, &params);
-    match tokio::time::timeout(NODE_DEADLINE, read).await {
+    match tokio::time::timeout(scaled(NODE_DEADLINE), read).await {
         Ok(Ok(log)) => log,
         _ => String::new(),
     }
@@ -485,12 +631,12 @@ fn modes_in(tables: &str, saved: &str) -> Vec<String> {
 
 async fn docker_read(docker: &Path, node: &str, args: &[&str]) -> Option<String> {
     let all = [&["exec", node][..], args].concat();
-    command::run(docker, &all, NODE_DEADLINE).await.ok()
+    command::run(docker, &all, scaled(NODE_DEADLINE)).await.ok()
 }
 
 async fn pod_read(client: &Client, ns: &str, pod: &str, args: &[&str]) -> Option<String> {
     let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = exec::exec(client, ns, pod, &argv, NODE_DEADLINE)
+    let out = exec::exec(client, ns, pod, &argv, scaled(NODE_DEADLINE))
         .await
         .ok()?;
     (out.status == "Success").then_some(out.stdout)
@@ -511,18 +657,27 @@ pub(crate) fn mode_from_log(log: &str) -> Option<String> {
 /// warnings as `W<date> ...`; the quoted message is kept.
 fn warnings_in(log: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for line in log.lines().filter(|l| l.starts_with('W')) {
+    for line in log.lines() {
         let lower = line.to_ascii_lowercase();
-        if !["deprecat", "default", "will be removed"]
-            .iter()
-            .any(|w| lower.contains(w))
-        {
+        // kube-proxy logs its two notices of the moment (ipvs deprecated
+        // since v1.35; iptables taken by default, nftables from v1.40) at
+        // error level, beside the IPVSDeprecation and KubeProxyDefaultMode
+        // events it records on the node; other notices are warnings.
+        let notice = match line.chars().next() {
+            Some('W') => ["deprecat", "default", "will be removed"]
+                .iter()
+                .any(|w| lower.contains(w)),
+            Some('E') => lower.contains("has been deprecated") || lower.contains("defaulting to"),
+            _ => false,
+        };
+        if !notice {
             continue;
         }
         let message = line
             .split_once("] ")
             .map_or(line, |(_, m)| m)
             .trim()
+            .trim_matches('"')
             .to_string();
         if !out.contains(&message) {
             out.push(message);
@@ -553,11 +708,16 @@ mod tests {
     fn reads_the_mode_and_the_warnings_kube_proxy_logged() {
         let log = "I1204 10:00:00.1 1 server_linux.go:66] \"Using nftables Proxier\"\n\
                    W1204 10:00:00.2 1 server.go:100] \"The ipvs proxier is deprecated and will be removed\"\n\
-                   W1204 10:00:00.3 1 server.go:101] \"Kube-proxy configuration may be incomplete\"\n";
+                   W1204 10:00:00.3 1 server.go:101] \"Kube-proxy configuration may be incomplete\"\n\
+                   E1204 10:00:00.4 1 server_linux.go:193] \"The ipvs proxier has been deprecated and will be disabled by default in Kubernetes 1.40 and removed in Kubernetes 1.43. Migrate to the 'nftables' proxier instead.\"\n\
+                   E1204 10:00:00.5 1 proxier.go:900] \"Failed to sync\"\n";
         assert_eq!(mode_from_log(log).as_deref(), Some("nftables"));
         assert_eq!(
             warnings_in(log),
-            vec!["\"The ipvs proxier is deprecated and will be removed\"".to_string()]
+            vec![
+                "The ipvs proxier is deprecated and will be removed".to_string(),
+                "The ipvs proxier has been deprecated and will be disabled by default in Kubernetes 1.40 and removed in Kubernetes 1.43. Migrate to the 'nftables' proxier instead.".to_string()
+            ]
         );
         assert_eq!(mode_from_log("Using config file"), None);
     }

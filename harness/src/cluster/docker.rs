@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::command;
 use crate::kube::namespace::{MANAGED_BY, MANAGED_BY_KEY};
+use crate::model::scaled;
 
 /// The docker network kind puts every cluster's nodes on; kind creates it on
 /// first use and never removes it.
@@ -39,7 +40,7 @@ pub async fn container_ip(container: &str) -> Result<String, String> {
     let out = command::run(
         &docker,
         &["inspect", "-f", &format, container],
-        DOCKER_DEADLINE,
+        scaled(DOCKER_DEADLINE),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -60,7 +61,7 @@ pub async fn remove_leftovers(docker: &std::path::Path) -> Vec<String> {
     let Ok(out) = command::run(
         docker,
         &["ps", "-a", "--filter", &filter, "--format", &format],
-        DOCKER_DEADLINE,
+        scaled(DOCKER_DEADLINE),
     )
     .await
     else {
@@ -70,7 +71,7 @@ pub async fn remove_leftovers(docker: &std::path::Path) -> Vec<String> {
     for (name, pid) in leftovers(&out, |pid| {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     }) {
-        if command::run(docker, &["rm", "-f", &name], DOCKER_DEADLINE)
+        if command::run(docker, &["rm", "-f", &name], scaled(DOCKER_DEADLINE))
             .await
             .is_ok()
         {

@@ -29,7 +29,8 @@ pub async fn describe_cluster(
         .await?
         .items
         .len();
-    let dataplane = super::dataplane::inventory(client, docker).await?;
+    let dataplane =
+        super::dataplane::inventory(client, super::dataplane::Rules::from_docker(docker)).await?;
     // The nodes, not the ConfigMap: with no node running kube-proxy the
     // cluster's Services are another proxy's (or nobody's).
     let detected_mode = Some(match dataplane.describe_mode() {

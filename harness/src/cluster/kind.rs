@@ -10,6 +10,7 @@ use super::command::{self, CommandError};
 use super::docker::KIND_NETWORK;
 use super::kit::Kit;
 use super::preflight::host_cgroup_v1;
+use crate::model::scaled;
 
 /// Creating a cluster on a 2-core machine takes minutes; this is the point
 /// where it is broken rather than slow.
@@ -132,7 +133,7 @@ impl Kind {
 
     /// Names of the kind clusters that exist.
     pub async fn clusters(&self) -> Result<Vec<String>, KindError> {
-        let out = command::run(&self.bin, &["get", "clusters"], SHORT_DEADLINE).await?;
+        let out = command::run(&self.bin, &["get", "clusters"], scaled(SHORT_DEADLINE)).await?;
         Ok(out
             .lines()
             .map(str::trim)
@@ -173,7 +174,7 @@ impl Kind {
                 args.extend(["--image", image]);
             }
             let network_existed = network_exists().await;
-            let result = command::run(&self.bin, &args, CREATE_DEADLINE).await;
+            let result = command::run(&self.bin, &args, scaled(CREATE_DEADLINE)).await;
             let _ = std::fs::remove_file(&kubeconfig);
             if let Some(derived) = derived {
                 let _ = std::fs::remove_file(derived);
@@ -192,7 +193,7 @@ impl Kind {
         let text = command::run(
             &self.bin,
             &["get", "kubeconfig", "--name", name],
-            SHORT_DEADLINE,
+            scaled(SHORT_DEADLINE),
         )
         .await?;
         let kubeconfig =
@@ -226,7 +227,7 @@ impl Kind {
             if !nodes.is_empty() {
                 args.extend(["--nodes", &nodes]);
             }
-            command::run(&self.bin, &args, CREATE_DEADLINE).await?;
+            command::run(&self.bin, &args, scaled(CREATE_DEADLINE)).await?;
         }
         Ok(())
     }
@@ -236,9 +237,9 @@ impl Kind {
     /// succeed on the stopped containers (seen here).
     pub async fn delete(&self, name: &str) -> Result<(), KindError> {
         let args = ["delete", "cluster", "--name", name];
-        if let Err(first) = command::run(&self.bin, &args, CREATE_DEADLINE).await {
+        if let Err(first) = command::run(&self.bin, &args, scaled(CREATE_DEADLINE)).await {
             tracing::warn!(cluster = name, error = %first, "kind delete failed; retrying");
-            command::run(&self.bin, &args, CREATE_DEADLINE).await?;
+            command::run(&self.bin, &args, scaled(CREATE_DEADLINE)).await?;
         }
         Ok(())
     }
@@ -261,15 +262,19 @@ impl Kind {
                 "{{len .Containers}}",
                 KIND_NETWORK,
             ],
-            SHORT_DEADLINE,
+            scaled(SHORT_DEADLINE),
         )
         .await;
         if attached.ok().as_deref().map(str::trim) != Some("0") {
             return false;
         }
-        let removed = command::run(&docker, &["network", "rm", KIND_NETWORK], SHORT_DEADLINE)
-            .await
-            .is_ok();
+        let removed = command::run(
+            &docker,
+            &["network", "rm", KIND_NETWORK],
+            scaled(SHORT_DEADLINE),
+        )
+        .await
+        .is_ok();
         if removed {
             self.created_network.store(false, Ordering::SeqCst);
         }
@@ -284,7 +289,7 @@ async fn network_exists() -> bool {
     command::run(
         &docker,
         &["network", "inspect", KIND_NETWORK],
-        SHORT_DEADLINE,
+        scaled(SHORT_DEADLINE),
     )
     .await
     .is_ok()
@@ -303,7 +308,7 @@ pub async fn kind_network_subnet() -> Result<String, String> {
             "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
             KIND_NETWORK,
         ],
-        SHORT_DEADLINE,
+        scaled(SHORT_DEADLINE),
     )
     .await
     .map_err(|e| format!("docker network inspect {KIND_NETWORK}: {e}"))?;
@@ -319,7 +324,7 @@ pub async fn docker_has_image(docker: &Path, image: &str) -> bool {
     command::run(
         docker,
         &["image", "inspect", "--format", "{{.Id}}", image],
-        SHORT_DEADLINE,
+        scaled(SHORT_DEADLINE),
     )
     .await
     .is_ok()
@@ -341,7 +346,7 @@ pub async fn proxy_rules(
         crate::model::ProxyMode::Ipvs => &["exec", node, "ipvsadm", "-Ln"],
         crate::model::ProxyMode::Other => &["exec", node, "nft", "list", "ruleset"],
     };
-    match command::run(docker, args, SHORT_DEADLINE).await {
+    match command::run(docker, args, scaled(SHORT_DEADLINE)).await {
         Ok(out) => {
             let lines: Vec<&str> = out
                 .lines()

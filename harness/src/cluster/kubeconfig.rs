@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::model::scaled;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -144,7 +145,7 @@ async fn reach(mut config: Config) -> Result<Client, KubeconfigError> {
     let server = config.cluster_url.to_string();
     let client =
         Client::try_from(config).map_err(|e| KubeconfigError::Client(server.clone(), e))?;
-    match tokio::time::timeout(REACH_DEADLINE, client.apiserver_version()).await {
+    match tokio::time::timeout(scaled(REACH_DEADLINE), client.apiserver_version()).await {
         Ok(Ok(_)) => Ok(client),
         Ok(Err(e)) => Err(KubeconfigError::Unreachable {
             server,
@@ -152,7 +153,7 @@ async fn reach(mut config: Config) -> Result<Client, KubeconfigError> {
         }),
         Err(_) => Err(KubeconfigError::Unreachable {
             server,
-            reason: format!("no answer within {}s", REACH_DEADLINE.as_secs()),
+            reason: format!("no answer within {}s", scaled(REACH_DEADLINE).as_secs()),
         }),
     }
 }

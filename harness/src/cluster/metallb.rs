@@ -26,7 +26,7 @@ use crate::kube::apply::{Applier, ApplyError};
 use crate::kube::manifest::{self, ImageMap};
 use crate::kube::namespace::{MANAGED_BY, MANAGED_BY_KEY};
 use crate::kube::wait::{self, WaitError};
-use crate::model::ProxyMode;
+use crate::model::{scaled, ProxyMode};
 
 pub const NAMESPACE: &str = "metallb-system";
 /// The pool every LoadBalancer Service without a pool annotation gets an
@@ -338,7 +338,7 @@ pub async fn install(
         Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
         Some("metadata.name=controller"),
         format!("MetalLB controller Deployment in {NAMESPACE}"),
-        READY_DEADLINE,
+        scaled(READY_DEADLINE),
         wait::deployment_available("controller"),
     )
     .await?;
@@ -346,7 +346,7 @@ pub async fn install(
         Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE),
         Some("metadata.name=speaker"),
         format!("MetalLB speaker DaemonSet in {NAMESPACE}"),
-        READY_DEADLINE,
+        scaled(READY_DEADLINE),
         wait::daemonset_ready("speaker"),
     )
     .await?;
@@ -377,7 +377,9 @@ async fn apply_through_webhook(applier: &Applier, doc: &Value) -> Result<(), App
     loop {
         match applier.apply_cluster_object(doc).await {
             Ok(()) => return Ok(()),
-            Err(e) if started.elapsed() < WEBHOOK_DEADLINE && is_webhook_unavailable(&e) => {
+            Err(e)
+                if started.elapsed() < scaled(WEBHOOK_DEADLINE) && is_webhook_unavailable(&e) =>
+            {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(e),
@@ -529,13 +531,13 @@ impl Installed {
             loop {
                 match namespaces.get_opt(name).await {
                     Ok(None) => break,
-                    Ok(Some(_)) if started.elapsed() < NAMESPACE_GONE_DEADLINE => {
+                    Ok(Some(_)) if started.elapsed() < scaled(NAMESPACE_GONE_DEADLINE) => {
                         tokio::time::sleep(Duration::from_secs(1)).await
                     }
                     Ok(Some(_)) => {
                         problems.push(format!(
                             "namespace {name} still there {}s after its deletion",
-                            NAMESPACE_GONE_DEADLINE.as_secs()
+                            scaled(NAMESPACE_GONE_DEADLINE).as_secs()
                         ));
                         break;
                     }

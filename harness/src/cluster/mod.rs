@@ -2,6 +2,7 @@
 //! kubeconfig points at. Either way the runner gets a [`Cluster`]: a client
 //! and the facts reporters need.
 
+pub mod audit;
 pub mod clusters;
 pub(crate) mod command;
 pub mod dataplane;

@@ -104,7 +104,7 @@ pub async fn docker_available() -> Result<PathBuf, PreflightError> {
     command::run(
         &docker,
         &["version", "--format", "{{.Server.Version}}"],
-        Duration::from_secs(30),
+        crate::model::scaled(Duration::from_secs(30)),
     )
     .await
     .map_err(PreflightError::DockerDown)?;

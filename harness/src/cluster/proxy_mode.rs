@@ -3,7 +3,6 @@
 //! the new one: its log says `Using <mode> Proxier`, its rules hold the
 //! Services.
 
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -14,7 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use super::command;
 use super::dataplane::mode_from_log;
 use crate::kube::{exec, wait};
-use crate::model::ProxyMode;
+use crate::model::{scaled, ProxyMode};
 
 const KUBE_SYSTEM: &str = "kube-system";
 const KUBE_PROXY: &str = "kube-proxy";
@@ -101,17 +100,7 @@ pub async fn rolled_out(client: &Client, deadline: Duration) -> Result<(), Strin
     .map_err(|e| e.to_string())
 }
 
-/// Where a node's rules are read from.
-#[derive(Debug, Clone, Copy)]
-pub enum Rules<'a> {
-    /// `docker exec` into the node container (kind on this host).
-    Docker(&'a Path),
-    /// exec into the node's kube-proxy pod: it runs in the node's network
-    /// namespace and its image carries `iptables-save` and `nft`.
-    KubeProxyPod,
-    /// Not read: only the mode kube-proxy logged counts.
-    Unread,
-}
+pub use super::dataplane::Rules;
 
 /// Where a mode switch stands: `Ok` when every node's kube-proxy runs
 /// `want` and (unless [`Rules::Unread`]) every node's `want` rules hold
@@ -203,7 +192,7 @@ pub async fn restore(client: &Client, config: &str, mode: ProxyMode) -> String {
     if let Err(e) = restart(client).await {
         return format!("restored kube-proxy's configuration, but {e}");
     }
-    match rolled_out(client, ROLLOUT_DEADLINE).await {
+    match rolled_out(client, scaled(ROLLOUT_DEADLINE)).await {
         Ok(()) => format!("restored kube-proxy's configuration ({mode}) and restarted it"),
         Err(e) => format!("restored kube-proxy's configuration ({mode}), but {e}"),
     }
@@ -225,7 +214,7 @@ async fn node_rules(
     pod: &str,
     namespace: &str,
 ) -> Result<NodeRules, String> {
-    let deadline = Duration::from_secs(20);
+    let deadline = scaled(Duration::from_secs(20));
     let read = |args: &'static [&'static str]| async move {
         match from {
             Rules::Docker(docker) => {

@@ -17,7 +17,7 @@ use super::docker::DOCKER_DEADLINE;
 use super::{command, proxy_mode};
 use crate::kube::apply::Applier;
 use crate::kube::{namespace, wait};
-use crate::model::{ObjectPatch, ProxyMode};
+use crate::model::{scaled, ObjectPatch, ProxyMode};
 
 /// What must be undone when the case ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,13 +58,13 @@ impl Undo {
             Undo::Address { node, address } => {
                 let cidr = format!("{address}/32");
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
-                match command::run(&docker, &args, DOCKER_DEADLINE).await {
+                match command::run(&docker, &args, scaled(DOCKER_DEADLINE)).await {
                     Ok(_) => format!("removed {cidr} from node {node}"),
                     Err(e) => format!("could not remove {cidr} from node {node}: {e}"),
                 }
             }
             Undo::Container { name } => {
-                match command::run(&docker, &["rm", "-f", name], DOCKER_DEADLINE).await {
+                match command::run(&docker, &["rm", "-f", name], scaled(DOCKER_DEADLINE)).await {
                     Ok(_) => format!("removed container {name}"),
                     // Deferred before its `docker run`, which may not have
                     // got as far as creating it.
@@ -104,7 +104,7 @@ async fn daemonset_back(client: &Client, ns: &str, name: &str, what: &str) -> Re
         daemonsets.clone(),
         Some(&format!("metadata.name={name}")),
         what.to_string(),
-        RESTORE_DEADLINE,
+        scaled(RESTORE_DEADLINE),
         wait::daemonset_ready(name),
     )
     .await
@@ -126,7 +126,7 @@ async fn daemonset_back(client: &Client, ns: &str, name: &str, what: &str) -> Re
         Api::<Pod>::namespaced(client.clone(), ns),
         watcher::Config::default().labels(&selector),
         format!("pods {selector} of {what}"),
-        RESTORE_DEADLINE,
+        scaled(RESTORE_DEADLINE),
         wait::ready_pods(usize::try_from(desired).unwrap_or(0)),
     )
     .await

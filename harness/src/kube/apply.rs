@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::model::ObjectPatch;
+use crate::model::{scaled, ObjectPatch};
 
 pub const FIELD_MANAGER: &str = "svcconf";
 const CRD_DEADLINE: Duration = Duration::from_secs(60);
@@ -46,7 +46,7 @@ pub enum ApplyError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("CustomResourceDefinition {name} not Established within {}s", CRD_DEADLINE.as_secs())]
+    #[error("CustomResourceDefinition {name} not Established within {}s", scaled(CRD_DEADLINE).as_secs())]
     CrdNotEstablished { name: String },
 }
 
@@ -154,7 +154,7 @@ impl Applier {
         if is_crd {
             let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
             let established = await_condition(crds, &name, conditions::is_crd_established());
-            match tokio::time::timeout(CRD_DEADLINE, established).await {
+            match tokio::time::timeout(scaled(CRD_DEADLINE), established).await {
                 Ok(Ok(_)) => {
                     // New kinds: forget cached discovery answers.
                     self.resources.lock().await.clear();

@@ -93,11 +93,12 @@ pub async fn delete(client: &Client, name: &str) -> Result<(), kube::Error> {
 }
 
 /// Deletes every namespace of run `run_id` (or of any svcconf run when
-/// `None`), and waits up to `deadline` for them to be gone. Returns the names.
+/// `None`), and with a `deadline` waits up to it for them to be gone.
+/// Returns the names.
 pub async fn delete_all(
     client: &Client,
     run_id: Option<&str>,
-    deadline: Duration,
+    deadline: Option<Duration>,
 ) -> Result<Vec<String>, kube::Error> {
     let api = Api::<Namespace>::all(client.clone());
     let selector = match run_id {
@@ -114,6 +115,9 @@ pub async fn delete_all(
     for name in &names {
         delete(client, name).await?;
     }
+    let Some(deadline) = deadline else {
+        return Ok(names);
+    };
     let _ = super::wait::until_config(
         api,
         kube::runtime::watcher::Config::default().labels(&selector),

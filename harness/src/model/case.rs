@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Assertion, ErrorKind, Outcome, ProxyMode, Variant};
+use super::{Assertion, ErrorKind, Outcome, ProxyMode, ReportKind, Variant};
 
 /// Per-request timeout of the probe: long enough for a loaded 2-core node,
 /// short enough that a blackholed request costs little.
@@ -297,6 +297,34 @@ pub struct Check {
 }
 
 impl Check {
+    /// Whether its probe can run from its placement, and each assertion
+    /// (in every mode) judges what the probe reports.
+    pub fn fits(&self) -> Result<(), String> {
+        if !self.from.can_run(&self.probe) {
+            return Err(format!(
+                "a {} probe cannot run from `{}`: DNS goes through a client pod's resolver",
+                self.probe.name(),
+                self.from.name()
+            ));
+        }
+        let assertions = self
+            .expect
+            .iter()
+            .chain(self.expect_by_mode.values().flatten());
+        for assertion in assertions {
+            if assertion.judges() != self.probe.reports() {
+                return Err(format!(
+                    "assertion `{}` judges {} reports; its {} probe gives {} reports",
+                    assertion.name(),
+                    assertion.judges(),
+                    self.probe.name(),
+                    self.probe.reports()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The assertions that apply in `mode`.
     pub fn expectations(&self, mode: ProxyMode) -> &[Assertion] {
         self.expect_by_mode.get(&mode).unwrap_or(&self.expect)
@@ -320,7 +348,11 @@ impl Check {
                 Assertion::AllFailWith(ErrorKind::Timeout) | Assertion::TcpResult(Outcome::Timeout)
             )
         });
-        let timeouts = if times_out { REQUEST_TIMEOUT_MS } else { 0 };
+        let timeouts = if times_out {
+            super::request_timeout_ms()
+        } else {
+            0
+        };
         u64::from(requests) * u64::from(interval + timeouts)
     }
 }
@@ -348,6 +380,23 @@ pub enum ClientPlacement {
     /// host may still hold an ARP entry that keeps a dead announcement
     /// working). kind only; HTTP and TCP.
     ExternalContainer,
+}
+
+impl ClientPlacement {
+    /// Its name in a case file (`anyNode`, `external`, ...).
+    pub fn name(&self) -> String {
+        super::expectation::serde_name(self)
+    }
+
+    /// Whether `probe` can run from here: a DNS query goes through a
+    /// pod's resolver, so not from outside the cluster.
+    pub fn can_run(&self, probe: &Probe) -> bool {
+        let outside = matches!(
+            self,
+            ClientPlacement::External | ClientPlacement::ExternalContainer
+        );
+        !(outside && matches!(probe, Probe::Dns { .. }))
+    }
 }
 
 /// The traffic: one probe role, run inside a client pod. Targets may use
@@ -407,6 +456,22 @@ fn default_path() -> String {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+impl Probe {
+    /// Its name in a case file (`http`, `tcp`, `udp`, `dns`).
+    pub fn name(&self) -> String {
+        super::expectation::serde_name(self)
+    }
+
+    /// What it reports.
+    pub fn reports(&self) -> ReportKind {
+        match self {
+            Probe::Http { .. } | Probe::Udp { .. } => ReportKind::Http,
+            Probe::Tcp { .. } => ReportKind::Tcp,
+            Probe::Dns { .. } => ReportKind::Dns,
+        }
+    }
 }
 
 impl Probe {
@@ -506,7 +571,12 @@ pub enum ClientPods {
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
     #[error("case {case:?}: {problem}")]
-    Invalid { case: String, problem: String },
+    Invalid {
+        case: String,
+        problem: String,
+        /// The check it is about, to find its line.
+        check: Option<String>,
+    },
     #[error("case name {name:?} is declared twice ({first} and {second})")]
     Duplicate {
         name: String,
@@ -617,6 +687,7 @@ impl Case {
         let invalid = |problem: String| CaseError::Invalid {
             case: self.name.clone(),
             problem,
+            check: None,
         };
         // The namespace is `svcconf-<name>-<5 random>`: keep it a DNS label.
         if !is_dns_label(&self.name) || self.name.len() > 40 {
@@ -692,6 +763,11 @@ impl Case {
                     check.name
                 )));
             }
+            check.fits().map_err(|problem| CaseError::Invalid {
+                case: self.name.clone(),
+                problem: format!("check {:?}: {problem}", check.name),
+                check: Some(check.name.clone()),
+            })?;
         }
         Ok(())
     }

@@ -247,6 +247,50 @@ impl Dataplane {
     }
 }
 
+/// Whether a rules dump (iptables-save, nft list ruleset, kube-ipvs0's
+/// addresses) names `address` as a whole address, not as a prefix of a longer
+/// one (`10.96.0.1` is not in `10.96.0.10`).
+pub fn holds_address(dump: &str, address: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == ':';
+    dump.match_indices(address).any(|(at, _)| {
+        let before = dump[..at].chars().next_back();
+        let after = dump[at + address.len()..].chars().next();
+        !before.is_some_and(part) && !after.is_some_and(part)
+    })
+}
+
+/// The lines naming each node in `involved` whose rules lack a Service
+/// address that other nodes' rules hold: that node's proxy has not
+/// programmed the Service. `services`: name and addresses; `dumps`: each
+/// node's rules, `None` where they could not be read (nothing said of it).
+pub fn unprogrammed(
+    namespace: &str,
+    services: &[(String, Vec<String>)],
+    dumps: &BTreeMap<String, Option<String>>,
+    involved: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (service, addresses) in services {
+        for address in addresses {
+            let (holders, lacking): (Vec<_>, Vec<_>) = dumps
+                .iter()
+                .filter_map(|(node, dump)| Some((node.as_str(), dump.as_deref()?)))
+                .partition(|(_, dump)| holds_address(dump, address));
+            if holders.is_empty() {
+                continue;
+            }
+            let holders: Vec<&str> = holders.into_iter().map(|(n, _)| n).collect();
+            for (node, _) in lacking.into_iter().filter(|(n, _)| involved.contains(*n)) {
+                lines.push(format!(
+                    "the Service proxy on {node} has not programmed Service {namespace}/{service} ({address}): the rules of {} hold it, {node}'s do not",
+                    holders.join(", ")
+                ));
+            }
+        }
+    }
+    lines
+}
+
 impl NodeDataplane {
     /// The node's mode: what its proxy reports, else the one mode whose
     /// rules it holds (ipvs keeps iptables rules too: ipvs wins).
@@ -271,6 +315,44 @@ impl NodeDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_address_is_found_whole_in_any_modes_rules() {
+        let iptables = "-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m udp --dport 53 -j KUBE-SVC-X";
+        let nftables = "elements = { 10.96.14.2 . tcp . 80 : goto service-ABC-ns/web/tcp/http }";
+        let ipvs = "5: kube-ipvs0    inet 10.96.7.1/32 scope global kube-ipvs0";
+        assert!(holds_address(iptables, "10.96.0.10"));
+        assert!(!holds_address(iptables, "10.96.0.1"));
+        assert!(holds_address(nftables, "10.96.14.2"));
+        assert!(!holds_address(nftables, "10.96.14.21"));
+        assert!(!holds_address(nftables, "0.96.14.2"));
+        assert!(holds_address(ipvs, "10.96.7.1"));
+        assert!(holds_address("fd00:10:96::a1 . tcp", "fd00:10:96::a1"));
+        assert!(!holds_address("fd00:10:96::a1b . tcp", "fd00:10:96::a1"));
+    }
+
+    #[test]
+    fn names_an_involved_node_whose_rules_lack_what_others_hold() {
+        let services = vec![("web".to_string(), vec!["10.96.14.2".to_string()])];
+        let held = Some("-d 10.96.14.2/32".to_string());
+        let dumps: BTreeMap<String, Option<String>> = [
+            ("cp".to_string(), held.clone()),
+            ("w1".to_string(), held),
+            ("w2".to_string(), Some("-d 10.96.0.10/32".to_string())),
+            ("w3".to_string(), None),
+        ]
+        .into();
+        let involved: BTreeSet<String> = ["w2".to_string(), "w3".to_string()].into();
+        assert_eq!(
+            unprogrammed("ns", &services, &dumps, &involved),
+            ["the Service proxy on w2 has not programmed Service ns/web (10.96.14.2): the rules of cp, w1 hold it, w2's do not"]
+        );
+        // Not involved, or held nowhere (nothing to compare with): nothing said.
+        let only_cp: BTreeSet<String> = ["cp".to_string()].into();
+        assert!(unprogrammed("ns", &services, &dumps, &only_cp).is_empty());
+        let nowhere = vec![("db".to_string(), vec!["10.96.9.9".to_string()])];
+        assert!(unprogrammed("ns", &nowhere, &dumps, &involved).is_empty());
+    }
 
     fn node(name: &str, mode: Option<&str>, health: ProxyHealth) -> NodeDataplane {
         NodeDataplane {

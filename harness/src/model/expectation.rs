@@ -1,8 +1,38 @@
 //! What a check expects to observe, kept apart from the traffic that
 //! produces the observation (an expected refusal is just another expectation).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 pub use svcconf_probe::{ErrorKind, Outcome};
+
+/// What a probe reports, and so what an assertion can judge: `http` (HTTP
+/// and UDP, tallied alike), `tcp` (one connection), `dns` (one query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    Http,
+    Tcp,
+    Dns,
+}
+
+impl fmt::Display for ReportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReportKind::Http => "http",
+            ReportKind::Tcp => "tcp",
+            ReportKind::Dns => "dns",
+        })
+    }
+}
+
+/// A variant's name as a case file spells it, from serde (no second list).
+pub(crate) fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(serde_json::Value::Object(map)) => map.keys().next().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
 
 /// A DNS response code as the probe reports it; `TIMEOUT` (no answer in
 /// time) and `ERROR` (no answer at all) are the probe's, not the wire's.
@@ -96,6 +126,33 @@ pub enum Assertion {
     /// the client node's zone (`topology.kubernetes.io/zone`;
     /// `trafficDistribution: PreferClose`). A node without a zone fails it.
     BackendsInClientZone(String),
+}
+
+impl Assertion {
+    /// Its name in a case file (`allOk`, `backends`, ...).
+    pub fn name(&self) -> String {
+        serde_name(self)
+    }
+
+    /// The report it judges.
+    pub fn judges(&self) -> ReportKind {
+        match self {
+            Assertion::TcpResult(_) => ReportKind::Tcp,
+            Assertion::Rcode(_) | Assertion::Answers(_) | Assertion::Srv(_) => ReportKind::Dns,
+            Assertion::AllOk
+            | Assertion::Backends { .. }
+            | Assertion::ServerPort(_)
+            | Assertion::AllFailWith(_)
+            | Assertion::OneBackend
+            | Assertion::MinBackends(_)
+            | Assertion::Status(_)
+            | Assertion::ClientIpNotClient
+            | Assertion::ClientIpIsClientPod
+            | Assertion::EndpointSliceShards { .. }
+            | Assertion::BackendsOnClientNode(_)
+            | Assertion::BackendsInClientZone(_) => ReportKind::Http,
+        }
+    }
 }
 
 /// The EndpointSlice controller's default `--max-endpoints-per-slice`.

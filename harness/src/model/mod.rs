@@ -1,6 +1,7 @@
 //! The pure vocabulary of svcconf: cases, expectations, observations and run
 //! events. Nothing here touches a cluster, a file or the clock.
 
+mod audit;
 mod case;
 mod dataplane;
 mod deadlines;
@@ -9,14 +10,20 @@ mod expectation;
 mod mode;
 mod observation;
 
+pub use audit::{
+    audit, Audit, AuditCheck, AuditFacts, CheckOutcome, EndpointsFacts, Fact, FailOn, Finding,
+    ProxyConfig, ServiceFacts, Severity, SliceFacts, CHECKS,
+};
 pub use case::{
     Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ClientPods,
     ModeSwitch, ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step, CLIENT_NAME,
     REQUEST_TIMEOUT_MS,
 };
-pub use dataplane::{Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
-pub use deadlines::Deadlines;
+pub use dataplane::{unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
+pub use deadlines::{
+    parse_scale, request_timeout_ms, scale, scaled, set_scale, Deadlines, SCALE_ENV,
+};
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
-pub use expectation::{Assertion, ErrorKind, Outcome, Rcode};
+pub use expectation::{Assertion, ErrorKind, Outcome, Rcode, ReportKind};
 pub use mode::{ProxyMode, UnknownProxyMode};
 pub use observation::{DnsReport, ErrorCounts, HttpReport, Observation, ProbeReport, TcpReport};

@@ -29,3 +29,13 @@ pub enum ProbeReport {
     Tcp(TcpReport),
     Dns(DnsReport),
 }
+
+impl ProbeReport {
+    pub fn kind(&self) -> super::ReportKind {
+        match self {
+            ProbeReport::Http(_) => super::ReportKind::Http,
+            ProbeReport::Tcp(_) => super::ReportKind::Tcp,
+            ProbeReport::Dns(_) => super::ReportKind::Dns,
+        }
+    }
+}

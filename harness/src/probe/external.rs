@@ -7,17 +7,17 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::cluster::docker::{self, KIND_NETWORK};
-use crate::model::{Observation, Probe, ProbeReport};
+use crate::model::{request_timeout_ms, Observation, Probe, ProbeReport};
 use crate::template::Facts;
 
-use super::{parse, ProbeError, REQUEST_TIMEOUT_MS};
+use super::{parse, ProbeError};
 
 /// The name evidence gives the external client.
 pub const EXTERNAL_CLIENT: &str = "harness";
 
 /// Runs `probe` from this process.
 pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError> {
-    let timeout = Duration::from_millis(u64::from(REQUEST_TIMEOUT_MS));
+    let timeout = Duration::from_millis(u64::from(request_timeout_ms()));
     let (command, target, report) = match probe {
         Probe::Http {
             target,

@@ -39,7 +39,7 @@ impl Reporter for JunitReporter {
 }
 
 /// One line, for attributes that must be one line.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -158,7 +158,7 @@ fn new_suite(record: &RunRecord, mode: ProxyMode, suite: &str) -> TestSuite {
 }
 
 /// Copies the document, keeping only schema-valid attributes on the root.
-fn schema_root(xml: &str) -> Result<String, ReportError> {
+pub(super) fn schema_root(xml: &str) -> Result<String, ReportError> {
     let err = |e: Box<dyn std::error::Error + Send + Sync>| ReportError::Junit(e);
     let mut reader = Reader::from_str(xml);
     let mut writer = Writer::new(Vec::new());

@@ -2,12 +2,14 @@
 //! case × mode table, a JUnit file, a JSON file. All of them read the same
 //! [`RunRecord`], which turns planned runs without a result into errors.
 
+mod audit;
 mod json;
 mod junit;
 mod record;
 pub mod sonobuoy;
 mod terminal;
 
+pub use audit::{audit_json, audit_junit, audit_table};
 pub use json::JsonReporter;
 pub use junit::{junit_xml, JunitReporter};
 pub use record::{ModeState, RunRecord};

@@ -129,23 +129,56 @@ impl CaseRunner {
     }
 
     /// What is wrong with the Service proxy of the nodes the case's failed
-    /// checks went through (a stalled, stopped or missing proxy), read now.
-    async fn proxy_problems(&self, namespace: Option<&str>) -> Vec<String> {
-        let nodes = namespace.and_then(|ns| {
+    /// checks went through (a stalled, stopped or missing proxy, the case's
+    /// Services missing from their rules while other nodes hold them), read now.
+    async fn proxy_problems(&self, namespace: &str) -> Vec<String> {
+        let nodes = {
             let mut involved = self.involved.lock().unwrap_or_else(|e| e.into_inner());
-            involved.remove(ns)
-        });
+            involved.remove(namespace)
+        };
         let Some(nodes) = nodes.filter(|n| !n.is_empty()) else {
             return Vec::new();
         };
-        let docker = self.cluster.docker.as_deref();
-        match cluster::dataplane::inventory(&self.cluster.client, docker).await {
-            Ok(dataplane) => dataplane.problems(Some(&nodes)),
+        let (client, docker) = (&self.cluster.client, self.cluster.docker.as_deref());
+        match cluster::dataplane::inventory(client, cluster::dataplane::Rules::from_docker(docker))
+            .await
+        {
+            Ok(dataplane) => {
+                let mut problems = dataplane.problems(Some(&nodes));
+                problems.extend(
+                    cluster::dataplane::unprogrammed_services(
+                        client, docker, &dataplane, namespace, &nodes,
+                    )
+                    .await,
+                );
+                problems
+            }
             Err(e) => vec![format!(
                 "could not read the nodes' Service proxies: {}",
                 cluster_error_chain(&e)
             )],
         }
+    }
+
+    /// A plain run that failed may have met a broken shared part (CoreDNS
+    /// down makes routing by name time out): its message names it first. So
+    /// may one whose traffic went through a node whose proxy is stalled,
+    /// stopped or missing, or lacks the case's Services: the message names
+    /// the node.
+    async fn explain(&self, outcome: CaseOutcome, variant: Variant, ns: &str) -> CaseOutcome {
+        if variant != Variant::Plain || outcome.is_success() {
+            self.involved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(ns);
+            return outcome;
+        }
+        let (mut problems, proxies) = tokio::join!(
+            cluster::shared_problems(&self.cluster.client),
+            self.proxy_problems(ns)
+        );
+        problems.extend(proxies);
+        explained(outcome, &problems)
     }
 
     /// The undo lists; a case that panicked holding them left them usable.
@@ -264,6 +297,8 @@ impl CaseRunner {
                 let outcome = self
                     .run_in(&jig, case, variant, &phase, &mut evidence)
                     .await;
+                // Read before teardown, while the case's Services are there.
+                let outcome = self.explain(outcome, variant, &ns).await;
                 phase("tearing down".into());
                 let list = self.pending().remove(&ns).unwrap_or_default();
                 let lines = undo::all(&self.applier, &ns, &list).await;
@@ -283,26 +318,6 @@ impl CaseRunner {
                 }
                 (outcome, Some(ns))
             }
-        };
-        // A plain run that failed may have met a broken shared part (CoreDNS
-        // down makes routing by name time out): its message names it first.
-        // So may one whose traffic went through a node whose proxy is
-        // stalled, stopped or missing: the message names the node.
-        let outcome = if variant == Variant::Plain && !outcome.is_success() {
-            let (mut problems, proxies) = tokio::join!(
-                cluster::shared_problems(client),
-                self.proxy_problems(namespace.as_deref())
-            );
-            problems.extend(proxies);
-            explained(outcome, &problems)
-        } else {
-            if let Some(ns) = &namespace {
-                self.involved
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(ns);
-            }
-            outcome
         };
         let outcome = variant_outcome(variant, outcome, &case.sabotage.description, &mut evidence);
         CaseResult {
@@ -485,7 +500,7 @@ impl CaseRunner {
                 }
             }
             let acted = Instant::now();
-            let within = Duration::from_secs(step.within_seconds);
+            let within = crate::model::scaled(Duration::from_secs(step.within_seconds));
             let waits = step.settle.iter().map(|r| self.wait_one(jig, r, within));
             if let Some(Err(e)) = join_all(waits).await.into_iter().find(Result::is_err) {
                 return CaseOutcome::Failed {
@@ -598,7 +613,9 @@ impl CaseRunner {
         let deadline = self
             .deadlines
             .ready
-            .max(Duration::from_secs_f64(pods * SECONDS_PER_POD));
+            .max(crate::model::scaled(Duration::from_secs_f64(
+                pods * SECONDS_PER_POD,
+            )));
         if let Err(message) = self.wait_all(jig, &ready, deadline).await {
             return Err(error(message));
         }
