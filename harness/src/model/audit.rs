@@ -104,12 +104,14 @@ pub struct Finding {
 }
 
 /// A check of the audit and what it looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct AuditCheck {
     pub name: &'static str,
     pub about: &'static str,
     /// The facts it needs; when one could not be read, the check did not run.
     pub needs: &'static [Fact],
+    /// Its findings over facts it could read.
+    pub judge: fn(&AuditFacts) -> Vec<Finding>,
 }
 
 /// What the audit reads from the cluster.
@@ -127,41 +129,49 @@ pub const CHECKS: [AuditCheck; 8] = [
         name: "proxy-mode-ipvs",
         about: "kube-proxy runs (or is configured for) ipvs",
         needs: &[Fact::Dataplane, Fact::ProxyConfig],
+        judge: ipvs,
     },
     AuditCheck {
         name: "proxy-mode-default",
         about: "kube-proxy runs iptables because no mode is set",
         needs: &[Fact::Dataplane, Fact::ProxyConfig],
+        judge: default_mode,
     },
     AuditCheck {
         name: "localhost-nodeports",
         about: "NodePorts answer on 127.0.0.1 (iptables mode), which nftables mode does not do",
         needs: &[Fact::Dataplane, Fact::ProxyConfig, Fact::Services],
+        judge: localhost_node_ports,
     },
     AuditCheck {
         name: "external-ips",
         about: "Services with spec.externalIPs",
         needs: &[Fact::Services],
+        judge: external_ips,
     },
     AuditCheck {
         name: "prefer-close",
         about: "Services with trafficDistribution PreferClose",
         needs: &[Fact::Services],
+        judge: prefer_close,
     },
     AuditCheck {
         name: "load-balancer-ip",
         about: "Services with spec.loadBalancerIP",
         needs: &[Fact::Services],
+        judge: load_balancer_ip,
     },
     AuditCheck {
         name: "topology-aware-hints",
         about: "Services with the service.kubernetes.io/topology-aware-hints annotation",
         needs: &[Fact::Services],
+        judge: topology_hints,
     },
     AuditCheck {
         name: "endpoints-v1",
         about: "v1 Endpoints written by a client rather than the endpoints controller",
         needs: &[Fact::Services, Fact::EndpointSlices, Fact::Endpoints],
+        judge: endpoints_v1,
     },
 ];
 
@@ -289,7 +299,11 @@ pub fn audit(facts: &AuditFacts) -> Vec<CheckOutcome> {
                 .filter_map(|f| facts.unread(*f))
                 .collect();
             let (findings, error) = if unread.is_empty() {
-                (run(check.name, facts), None)
+                let mut findings = (check.judge)(facts);
+                for f in &mut findings {
+                    f.check = check.name.to_string();
+                }
+                (findings, None)
             } else {
                 (Vec::new(), Some(unread.join("; ")))
             };
@@ -306,8 +320,8 @@ pub fn audit(facts: &AuditFacts) -> Vec<CheckOutcome> {
 const DEFAULT_ENDPOINTS: (&str, &str) = ("default", "kubernetes");
 const TOPOLOGY_HINTS: &str = "service.kubernetes.io/topology-aware-hints";
 
+/// A finding; its check's name is filled in by [`audit`].
 fn finding(
-    check: &str,
     severity: Severity,
     object: String,
     uses: String,
@@ -316,7 +330,7 @@ fn finding(
     action: &str,
 ) -> Finding {
     Finding {
-        check: check.to_string(),
+        check: String::new(),
         severity,
         object,
         uses,
@@ -326,155 +340,175 @@ fn finding(
     }
 }
 
-fn run(check: &str, facts: &AuditFacts) -> Vec<Finding> {
-    let empty = Vec::new();
-    let services = facts.services.as_ref().unwrap_or(&empty);
-    match check {
-        "proxy-mode-ipvs" => {
-            let nodes = nodes_in_mode(facts, "ipvs");
-            let configured = configured_mode(facts) == Some("ipvs");
-            if nodes.is_empty() && !configured {
-                return Vec::new();
-            }
-            let (object, uses) = if nodes.is_empty() {
-                (
-                    "ConfigMap kube-system/kube-proxy".to_string(),
-                    "mode: ipvs (no node runs it yet: the next kube-proxy restart does)".to_string(),
-                )
-            } else {
-                (
-                    format!("kube-proxy on {}", nodes.join(", ")),
-                    "proxy mode ipvs".to_string(),
-                )
-            };
-            vec![finding(
-                check,
-                Severity::Removal,
-                object,
-                uses,
-                "deprecated in v1.35 (KEP-5495); the KubeProxyIPVS gate turns it off by default in v1.40; removed in v1.43",
-                "kube-proxy does not start in ipvs mode: no Service is programmed on the nodes",
-                "switch to nftables before v1.40: svcconf migrate --to nftables (checked before and after)",
-            )]
-        }
-        "proxy-mode-default" => {
-            let warned = nodes_warning(facts, "No kube-proxy mode specified");
-            let unset = matches!(&facts.proxy_config, Ok(Some(c)) if c.mode.as_deref().is_none_or(str::is_empty));
-            let iptables = nodes_in_mode(facts, "iptables");
-            let nodes = if warned.is_empty() && unset { iptables } else { warned };
-            if nodes.is_empty() {
-                return Vec::new();
-            }
-            vec![finding(
-                check,
-                Severity::Change,
-                format!("kube-proxy on {}", nodes.join(", ")),
-                "proxy mode iptables, taken by default (no mode: in kube-proxy's configuration)".into(),
-                "the default mode becomes nftables in v1.40 (KEP-5343)",
-                "on upgrade kube-proxy switches to nftables by itself: NodePorts stop answering on 127.0.0.1, rules move to the nftables kube-proxy table",
-                "set mode: nftables (svcconf migrate --to nftables) or, to stay, mode: iptables",
-            )]
-        }
-        "localhost-nodeports" => {
-            let iptables = nodes_in_mode(facts, "iptables");
-            let on = match &facts.proxy_config {
-                Ok(Some(c)) => c.localhost_node_ports != Some(false),
-                _ => true,
-            };
-            let with_ports: Vec<&ServiceFacts> =
-                services.iter().filter(|s| !s.node_ports.is_empty()).collect();
-            if iptables.is_empty() || !on || with_ports.is_empty() {
-                return Vec::new();
-            }
-            let named: Vec<String> = with_ports
-                .iter()
-                .take(5)
-                .map(|s| format!("{}/{}", s.namespace, s.name))
-                .collect();
-            let more = with_ports.len().saturating_sub(named.len());
-            let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
-            vec![finding(
-                check,
-                Severity::Notice,
-                format!("kube-proxy on {}", iptables.join(", ")),
-                format!(
-                    "NodePorts reachable at 127.0.0.1 on every node (iptables.localhostNodePorts, on by default) for {} Services: {}{tail}",
-                    with_ports.len(),
-                    named.join(", ")
-                ),
-                "not in nftables mode, the default from v1.40 (only behind the alpha KubeProxyNFTablesLocalhostNodePorts gate, TCP, in v1.37)",
-                "a client on a node that connects to 127.0.0.1:<nodePort> is refused after the switch",
-                "have such clients use the node's own IP or the Service's ClusterIP before switching to nftables",
-            )]
-        }
-        "external-ips" => services
-            .iter()
-            .filter(|s| !s.external_ips.is_empty() && !s.headless && s.type_ != "ExternalName")
-            .map(|s| {
-                finding(
-                    check,
-                    Severity::Deprecated,
-                    s.id(),
-                    format!("spec.externalIPs {}", s.external_ips.join(", ")),
-                    "deprecated in v1.36 (KEP-5707, CVE-2020-8554); kube-proxy's AllowServiceExternalIPs gate is to stop programming them by default",
-                    "traffic to the external IPs is no longer routed to the Service",
-                    "use a LoadBalancer Service (its ingress IP), or a Gateway",
-                )
-            })
-            .collect(),
-        "prefer-close" => services
-            .iter()
-            .filter(|s| s.traffic_distribution.as_deref() == Some("PreferClose"))
-            .map(|s| {
-                finding(
-                    check,
-                    Severity::Deprecated,
-                    s.id(),
-                    "spec.trafficDistribution: PreferClose".into(),
-                    "deprecated in v1.35 (KEP-3015): an alias of PreferSameZone",
-                    "nothing yet: the API warns on every write",
-                    "write trafficDistribution: PreferSameZone (same behaviour)",
-                )
-            })
-            .collect(),
-        "load-balancer-ip" => services
-            .iter()
-            .filter(|s| s.load_balancer_ip.as_deref().is_some_and(|ip| !ip.is_empty()))
-            .map(|s| {
-                finding(
-                    check,
-                    Severity::Deprecated,
-                    s.id(),
-                    format!("spec.loadBalancerIP {}", s.load_balancer_ip.as_deref().unwrap_or_default()),
-                    "deprecated in v1.24: its meaning varies by implementation and it has no dual-stack form",
-                    "implementations may ignore it: the Service gets another address",
-                    "use your load balancer's annotation (MetalLB: metallb.io/loadBalancerIPs)",
-                )
-            })
-            .collect(),
-        "topology-aware-hints" => services
-            .iter()
-            .filter(|s| s.annotations.iter().any(|a| a == TOPOLOGY_HINTS))
-            .map(|s| {
-                finding(
-                    check,
-                    Severity::Deprecated,
-                    s.id(),
-                    format!("annotation {TOPOLOGY_HINTS}"),
-                    "deprecated in v1.27 for service.kubernetes.io/topology-mode",
-                    "nothing yet: the API warns on every write",
-                    "use spec.trafficDistribution: PreferSameZone (or the topology-mode annotation)",
-                )
-            })
-            .collect(),
-        "endpoints-v1" => endpoints_v1(check, facts, services),
-        _ => Vec::new(),
+fn services(facts: &AuditFacts) -> &[ServiceFacts] {
+    facts.services.as_deref().unwrap_or_default()
+}
+
+fn ipvs(facts: &AuditFacts) -> Vec<Finding> {
+    let nodes = nodes_in_mode(facts, "ipvs");
+    let configured = configured_mode(facts) == Some("ipvs");
+    if nodes.is_empty() && !configured {
+        return Vec::new();
     }
+    let (object, uses) = if nodes.is_empty() {
+        (
+            "ConfigMap kube-system/kube-proxy".to_string(),
+            "mode: ipvs (no node runs it yet: the next kube-proxy restart does)".to_string(),
+        )
+    } else {
+        (
+            format!("kube-proxy on {}", nodes.join(", ")),
+            "proxy mode ipvs".to_string(),
+        )
+    };
+    vec![finding(
+        Severity::Removal,
+        object,
+        uses,
+        "deprecated in v1.35 (KEP-5495); the KubeProxyIPVS gate turns it off by default in v1.40; removed in v1.43",
+        "kube-proxy does not start in ipvs mode: no Service is programmed on the nodes",
+        "switch to nftables before v1.40: svcconf migrate --to nftables (checked before and after)",
+    )]
+}
+
+fn default_mode(facts: &AuditFacts) -> Vec<Finding> {
+    let warned = nodes_warning(facts, "No kube-proxy mode specified");
+    let unset =
+        matches!(&facts.proxy_config, Ok(Some(c)) if c.mode.as_deref().is_none_or(str::is_empty));
+    let iptables = nodes_in_mode(facts, "iptables");
+    let nodes = if warned.is_empty() && unset {
+        iptables
+    } else {
+        warned
+    };
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    vec![finding(
+        Severity::Change,
+        format!("kube-proxy on {}", nodes.join(", ")),
+        "proxy mode iptables, taken by default (no mode: in kube-proxy's configuration)".into(),
+        "the default mode becomes nftables in v1.40 (KEP-5343)",
+        "on upgrade kube-proxy switches to nftables by itself: NodePorts stop answering on 127.0.0.1, rules move to the nftables kube-proxy table",
+        "set mode: nftables (svcconf migrate --to nftables) or, to stay, mode: iptables",
+    )]
+}
+
+fn localhost_node_ports(facts: &AuditFacts) -> Vec<Finding> {
+    let services = services(facts);
+    let iptables = nodes_in_mode(facts, "iptables");
+    let on = match &facts.proxy_config {
+        Ok(Some(c)) => c.localhost_node_ports != Some(false),
+        _ => true,
+    };
+    let with_ports: Vec<&ServiceFacts> = services
+        .iter()
+        .filter(|s| !s.node_ports.is_empty())
+        .collect();
+    if iptables.is_empty() || !on || with_ports.is_empty() {
+        return Vec::new();
+    }
+    let named: Vec<String> = with_ports
+        .iter()
+        .take(5)
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    let more = with_ports.len().saturating_sub(named.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    vec![finding(
+        Severity::Notice,
+        format!("kube-proxy on {}", iptables.join(", ")),
+        format!(
+            "NodePorts reachable at 127.0.0.1 on every node (iptables.localhostNodePorts, on by default) for {} Services: {}{tail}",
+            with_ports.len(),
+            named.join(", ")
+        ),
+        "not in nftables mode, the default from v1.40 (only behind the alpha KubeProxyNFTablesLocalhostNodePorts gate, TCP, in v1.37)",
+        "a client on a node that connects to 127.0.0.1:<nodePort> is refused after the switch",
+        "have such clients use the node's own IP or the Service's ClusterIP before switching to nftables",
+    )]
+}
+
+fn external_ips(facts: &AuditFacts) -> Vec<Finding> {
+    let services = services(facts);
+    services
+    .iter()
+    .filter(|s| !s.external_ips.is_empty() && !s.headless && s.type_ != "ExternalName")
+    .map(|s| {
+        finding(
+            Severity::Deprecated,
+            s.id(),
+            format!("spec.externalIPs {}", s.external_ips.join(", ")),
+            "deprecated in v1.36 (KEP-5707, CVE-2020-8554); kube-proxy's AllowServiceExternalIPs gate is to stop programming them by default",
+            "traffic to the external IPs is no longer routed to the Service",
+            "use a LoadBalancer Service (its ingress IP), or a Gateway",
+        )
+    })
+    .collect()
+}
+
+fn prefer_close(facts: &AuditFacts) -> Vec<Finding> {
+    let services = services(facts);
+    services
+        .iter()
+        .filter(|s| s.traffic_distribution.as_deref() == Some("PreferClose"))
+        .map(|s| {
+            finding(
+                Severity::Deprecated,
+                s.id(),
+                "spec.trafficDistribution: PreferClose".into(),
+                "deprecated in v1.35 (KEP-3015): an alias of PreferSameZone",
+                "nothing yet: the API warns on every write",
+                "write trafficDistribution: PreferSameZone (same behaviour)",
+            )
+        })
+        .collect()
+}
+
+fn load_balancer_ip(facts: &AuditFacts) -> Vec<Finding> {
+    let services = services(facts);
+    services
+    .iter()
+    .filter(|s| s.load_balancer_ip.as_deref().is_some_and(|ip| !ip.is_empty()))
+    .map(|s| {
+        finding(
+            Severity::Deprecated,
+            s.id(),
+            format!("spec.loadBalancerIP {}", s.load_balancer_ip.as_deref().unwrap_or_default()),
+            "deprecated in v1.24: its meaning varies by implementation and it has no dual-stack form",
+            "implementations may ignore it: the Service gets another address",
+            "use your load balancer's annotation (MetalLB: metallb.io/loadBalancerIPs)",
+        )
+    })
+    .collect()
+}
+
+fn topology_hints(facts: &AuditFacts) -> Vec<Finding> {
+    let services = services(facts);
+    services
+        .iter()
+        .filter(|s| s.annotations.iter().any(|a| a == TOPOLOGY_HINTS))
+        .map(|s| {
+            finding(
+                Severity::Deprecated,
+                s.id(),
+                format!("annotation {TOPOLOGY_HINTS}"),
+                "deprecated in v1.27 for service.kubernetes.io/topology-mode",
+                "nothing yet: the API warns on every write",
+                "use spec.trafficDistribution: PreferSameZone (or the topology-mode annotation)",
+            )
+        })
+        .collect()
 }
 
 /// Endpoints a client writes: nothing but the mirroring controller
 /// carries them to the EndpointSlices that kube-proxy and DNS read.
-fn endpoints_v1(check: &str, facts: &AuditFacts, services: &[ServiceFacts]) -> Vec<Finding> {
+fn endpoints_v1(facts: &AuditFacts) -> Vec<Finding> {
+    let services = services(facts);
     let (Ok(endpoints), Ok(slices)) = (&facts.endpoints, &facts.slices) else {
         return Vec::new();
     };
@@ -498,11 +532,14 @@ fn endpoints_v1(check: &str, facts: &AuditFacts, services: &[ServiceFacts]) -> V
                     "Service {}/{} has endpoints only through the EndpointSlice mirroring controller: without it (as upstream's conformance job runs) the Service has none",
                     e.namespace, e.name
                 ),
+                (Some(s), false) if !s.has_selector => format!(
+                    "no EndpointSlice is mirrored from it: Service {}/{} has no endpoints for kube-proxy and DNS now",
+                    e.namespace, e.name
+                ),
                 (Some(_), _) => "nothing reads it: the Service's selector feeds its EndpointSlices".into(),
                 (None, _) => "nothing reads it: no Service of that name".into(),
             };
             finding(
-                check,
                 Severity::Deprecated,
                 format!("Endpoints {}/{}", e.namespace, e.name),
                 format!("v1 Endpoints written by {writers}"),

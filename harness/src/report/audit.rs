@@ -20,7 +20,10 @@ pub fn audit_table(audit: &Audit, fail_on: FailOn) -> String {
         "OBJECT".into(),
         "CHANGES".into(),
     ]];
-    for f in audit.findings() {
+    // The most pressing first.
+    let mut findings: Vec<&Finding> = audit.findings().collect();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    for f in findings {
         rows.push([
             f.severity.to_string(),
             f.check.clone(),
