@@ -17,17 +17,11 @@ pub async fn audit(source: &KubeconfigSource) -> Result<Audit, Error> {
     let started = Instant::now();
     // A kind cluster of this host: its nodes' rules are read with docker.
     let kit = Kit::load()?;
-    let docker = match Kind::locate(kit.as_ref()) {
-        Ok(kind)
-            if matches!(
-                cluster::local_kind_cluster(&client, &kind).await,
-                Ok(Some(_))
-            ) =>
-        {
-            cluster::command::which("docker")
-        }
-        _ => None,
-    };
+    let kind = Kind::locate(kit.as_ref()).ok();
+    let docker = cluster::is_local_kind(&client, kind.as_ref())
+        .await
+        .then(|| cluster::command::which("docker"))
+        .flatten();
     let (facts, version) = tokio::join!(
         cluster::audit::facts(&client, docker.as_deref()),
         client.apiserver_version()

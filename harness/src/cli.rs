@@ -530,15 +530,6 @@ fn provider_kind(target: &Target, plugin: bool) -> Result<ProviderKind, Error> {
     }
 }
 
-/// Whether `client` reaches a kind cluster of this host (whose nodes svcconf
-/// can load local images into); an unanswered `kind get clusters` says no.
-async fn local_kind_cluster(client: &kube::Client, kind: Option<&Kind>) -> bool {
-    match kind {
-        Some(kind) => matches!(cluster::local_kind_cluster(client, kind).await, Ok(Some(_))),
-        None => false,
-    }
-}
-
 /// The image map: `--image-map`, the probe image (`--probe-image`, else
 /// the kit's), and on a kind cluster of this host the kit's stand-ins for
 /// the public application images (only its nodes can load them).
@@ -585,7 +576,7 @@ async fn images(
         // A kind cluster of this host runs the kit's stand-ins, as a run would.
         ProviderKind::Kubeconfig => match target.kubeconfig_source().connect().await {
             Ok(client) => {
-                local_kind_cluster(&client, Kind::locate(kit.as_ref()).ok().as_ref()).await
+                cluster::is_local_kind(&client, Kind::locate(kit.as_ref()).ok().as_ref()).await
             }
             Err(_) => false,
         },
@@ -630,7 +621,7 @@ async fn migration(cases: Option<&Path>, args: &MigrateArgs) -> Result<Migration
     };
     let client = source.connect().await?;
     // A kind cluster of this host: its nodes share this kernel.
-    if local_kind_cluster(&client, kind.as_ref()).await {
+    if cluster::is_local_kind(&client, kind.as_ref()).await {
         if let Some(reason) = cluster::mode_unavailable(to) {
             return Err(Error::BadInput(format!("cannot migrate to {to}: {reason}")));
         }
@@ -705,7 +696,7 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
         let client = source.connect().await?;
         // A kind cluster of this host gets its images loaded, as one svcconf made.
         let kind = Kind::locate(kit.as_ref()).ok();
-        let local = local_kind_cluster(&client, kind.as_ref()).await;
+        let local = cluster::is_local_kind(&client, kind.as_ref()).await;
         let modes = match target.proxy_mode.clone() {
             Some(Modes(m)) => m,
             None => {

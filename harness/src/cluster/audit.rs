@@ -65,13 +65,26 @@ async fn proxy_config(client: &Client) -> Result<Option<ProxyConfig>, String> {
     }))
 }
 
-async fn services(client: &Client) -> Result<Vec<ServiceFacts>, String> {
-    let list = Api::<Service>::all(client.clone())
-        .list(&ListParams::default())
+/// Every `K` of the cluster (those `labels` selects); a refusal as the
+/// permission it lacked.
+async fn list_all<K>(client: &Client, labels: &str) -> Result<Vec<K>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::all(client.clone())
+        .list(&ListParams::default().labels(labels))
         .await
-        .map_err(|e| error_chain(&e))?;
-    Ok(list
-        .items
+        .map(|l| l.items)
+        .map_err(|e| error_chain(&e))
+}
+
+async fn services(client: &Client) -> Result<Vec<ServiceFacts>, String> {
+    Ok(list_all::<Service>(client, "")
+        .await?
         .iter()
         .map(|s| {
             let spec = s.spec.clone().unwrap_or_default();
@@ -99,32 +112,22 @@ async fn services(client: &Client) -> Result<Vec<ServiceFacts>, String> {
 
 /// The EndpointSlices the mirroring controller made from v1 Endpoints.
 async fn slices(client: &Client) -> Result<Vec<SliceFacts>, String> {
-    let list = Api::<EndpointSlice>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("{SLICE_MANAGED_BY}={MIRRORING_CONTROLLER}")))
-        .await
-        .map_err(|e| error_chain(&e))?;
-    Ok(list
-        .items
+    let selector = format!("{SLICE_MANAGED_BY}={MIRRORING_CONTROLLER}");
+    Ok(list_all::<EndpointSlice>(client, &selector)
+        .await?
         .iter()
         .map(|s| SliceFacts {
             namespace: s.namespace().unwrap_or_default(),
             service: s.labels().get(SERVICE_NAME).cloned().unwrap_or_default(),
-            mirrored: true,
         })
         .collect())
 }
 
 /// The v1 Endpoints the endpoints controller did not write.
 async fn endpoints(client: &Client) -> Result<Vec<EndpointsFacts>, String> {
-    let list = Api::<Endpoints>::all(client.clone())
-        .list(
-            &ListParams::default()
-                .labels(&format!("{ENDPOINTS_MANAGED_BY}!={ENDPOINTS_CONTROLLER}")),
-        )
-        .await
-        .map_err(|e| error_chain(&e))?;
-    Ok(list
-        .items
+    let selector = format!("{ENDPOINTS_MANAGED_BY}!={ENDPOINTS_CONTROLLER}");
+    Ok(list_all::<Endpoints>(client, &selector)
+        .await?
         .iter()
         .map(|e| {
             let mut managers: Vec<String> = e

@@ -468,20 +468,8 @@ mod tests {
 
     #[test]
     fn nodes_in_different_modes_are_refused() {
-        use crate::model::{Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
-        let node = |name: &str, mode: &str| NodeDataplane {
-            node: name.into(),
-            proxy: ServiceProxy::KubeProxy {
-                daemon_set: "kube-system/kube-proxy".into(),
-                pod: format!("kube-proxy-{name}"),
-            },
-            mode: Some(mode.into()),
-            programmed: None,
-            health: ProxyHealth::Synced {
-                last_sync_seconds: 1.0,
-            },
-            warnings: vec![],
-        };
+        use crate::model::{Dataplane, NodeDataplane};
+        let node = NodeDataplane::synced_kube_proxy;
         let mut mixed = info(ProxyMode::Nftables, Some("nftables"));
         mixed.dataplane = Some(Dataplane {
             nodes: vec![node("a", "nftables"), node("b", "iptables")],

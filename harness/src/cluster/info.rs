@@ -133,6 +133,15 @@ pub async fn local_kind_cluster(client: &Client, kind: &Kind) -> Result<Option<S
     Ok(kind.clusters().await?.contains(&name).then_some(name))
 }
 
+/// Whether `client` reaches a kind cluster of this host (`kind` found): an
+/// unanswered `kind get clusters` says no.
+pub async fn is_local_kind(client: &Client, kind: Option<&Kind>) -> bool {
+    match kind {
+        Some(kind) => matches!(local_kind_cluster(client, kind).await, Ok(Some(_))),
+        None => false,
+    }
+}
+
 /// What is wrong with the parts every case shares: CoreDNS without ready
 /// endpoints, kube-proxy not ready on every node, the API server not
 /// answering. Empty when all is well. A failed case names these, so a

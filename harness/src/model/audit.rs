@@ -218,12 +218,12 @@ pub struct EndpointsFacts {
     pub managers: Vec<String>,
 }
 
-/// An EndpointSlice's Service and whether the mirroring controller made it.
+/// An EndpointSlice the mirroring controller made from v1 Endpoints, by
+/// its Service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SliceFacts {
     pub namespace: String,
     pub service: String,
-    pub mirrored: bool,
 }
 
 /// Everything the audit reads; a fact that could not be read holds why.
@@ -232,6 +232,7 @@ pub struct AuditFacts {
     pub dataplane: Result<Dataplane, String>,
     pub proxy_config: Result<Option<ProxyConfig>, String>,
     pub services: Result<Vec<ServiceFacts>, String>,
+    /// The mirrored EndpointSlices only.
     pub slices: Result<Vec<SliceFacts>, String>,
     pub endpoints: Result<Vec<EndpointsFacts>, String>,
 }
@@ -433,76 +434,91 @@ fn localhost_node_ports(facts: &AuditFacts) -> Vec<Finding> {
     )]
 }
 
+/// A deprecated-field check over every Service: `uses` says what the
+/// Service uses, or `None` when it does not.
+fn deprecated_per_service(
+    facts: &AuditFacts,
+    uses: impl Fn(&ServiceFacts) -> Option<String>,
+    [changes, breaks, action]: [&str; 3],
+) -> Vec<Finding> {
+    services(facts)
+        .iter()
+        .filter_map(|s| {
+            let used = uses(s)?;
+            Some(finding(
+                Severity::Deprecated,
+                s.id(),
+                used,
+                changes,
+                breaks,
+                action,
+            ))
+        })
+        .collect()
+}
+
 fn external_ips(facts: &AuditFacts) -> Vec<Finding> {
-    let services = services(facts);
-    services
-    .iter()
-    .filter(|s| !s.external_ips.is_empty() && !s.headless && s.type_ != "ExternalName")
-    .map(|s| {
-        finding(
-            Severity::Deprecated,
-            s.id(),
-            format!("spec.externalIPs {}", s.external_ips.join(", ")),
+    deprecated_per_service(
+        facts,
+        |s| {
+            (!s.external_ips.is_empty() && !s.headless && s.type_ != "ExternalName")
+                .then(|| format!("spec.externalIPs {}", s.external_ips.join(", ")))
+        },
+        [
             "deprecated in v1.36 (KEP-5707, CVE-2020-8554); kube-proxy's AllowServiceExternalIPs gate is to stop programming them by default",
             "traffic to the external IPs is no longer routed to the Service",
             "use a LoadBalancer Service (its ingress IP), or a Gateway",
-        )
-    })
-    .collect()
+        ],
+    )
 }
 
 fn prefer_close(facts: &AuditFacts) -> Vec<Finding> {
-    let services = services(facts);
-    services
-        .iter()
-        .filter(|s| s.traffic_distribution.as_deref() == Some("PreferClose"))
-        .map(|s| {
-            finding(
-                Severity::Deprecated,
-                s.id(),
-                "spec.trafficDistribution: PreferClose".into(),
-                "deprecated in v1.35 (KEP-3015): an alias of PreferSameZone",
-                "nothing yet: the API warns on every write",
-                "write trafficDistribution: PreferSameZone (same behaviour)",
-            )
-        })
-        .collect()
+    deprecated_per_service(
+        facts,
+        |s| {
+            (s.traffic_distribution.as_deref() == Some("PreferClose"))
+                .then(|| "spec.trafficDistribution: PreferClose".to_string())
+        },
+        [
+            "deprecated in v1.35 (KEP-3015): an alias of PreferSameZone",
+            "nothing yet: the API warns on every write",
+            "write trafficDistribution: PreferSameZone (same behaviour)",
+        ],
+    )
 }
 
 fn load_balancer_ip(facts: &AuditFacts) -> Vec<Finding> {
-    let services = services(facts);
-    services
-    .iter()
-    .filter(|s| s.load_balancer_ip.as_deref().is_some_and(|ip| !ip.is_empty()))
-    .map(|s| {
-        finding(
-            Severity::Deprecated,
-            s.id(),
-            format!("spec.loadBalancerIP {}", s.load_balancer_ip.as_deref().unwrap_or_default()),
+    deprecated_per_service(
+        facts,
+        |s| {
+            s.load_balancer_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| format!("spec.loadBalancerIP {ip}"))
+        },
+        [
             "deprecated in v1.24: its meaning varies by implementation and it has no dual-stack form",
             "implementations may ignore it: the Service gets another address",
             "use your load balancer's annotation (MetalLB: metallb.io/loadBalancerIPs)",
-        )
-    })
-    .collect()
+        ],
+    )
 }
 
 fn topology_hints(facts: &AuditFacts) -> Vec<Finding> {
-    let services = services(facts);
-    services
-        .iter()
-        .filter(|s| s.annotations.iter().any(|a| a == TOPOLOGY_HINTS))
-        .map(|s| {
-            finding(
-                Severity::Deprecated,
-                s.id(),
-                format!("annotation {TOPOLOGY_HINTS}"),
-                "deprecated in v1.27 for service.kubernetes.io/topology-mode",
-                "nothing yet: the API warns on every write",
-                "use spec.trafficDistribution: PreferSameZone (or the topology-mode annotation)",
-            )
-        })
-        .collect()
+    deprecated_per_service(
+        facts,
+        |s| {
+            s.annotations
+                .iter()
+                .any(|a| a == TOPOLOGY_HINTS)
+                .then(|| format!("annotation {TOPOLOGY_HINTS}"))
+        },
+        [
+            "deprecated in v1.27 for service.kubernetes.io/topology-mode",
+            "nothing yet: the API warns on every write",
+            "use spec.trafficDistribution: PreferSameZone (or the topology-mode annotation)",
+        ],
+    )
 }
 
 /// Endpoints a client writes: nothing but the mirroring controller
@@ -521,7 +537,7 @@ fn endpoints_v1(facts: &AuditFacts) -> Vec<Finding> {
                 .find(|s| s.namespace == e.namespace && s.name == e.name);
             let mirrored = slices
                 .iter()
-                .any(|s| s.mirrored && s.namespace == e.namespace && s.service == e.name);
+                .any(|s| s.namespace == e.namespace && s.service == e.name);
             let writers = if e.managers.is_empty() {
                 "an unnamed client".to_string()
             } else {
@@ -585,21 +601,12 @@ fn configured_mode(facts: &AuditFacts) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NodeDataplane, ProxyHealth, ServiceProxy};
+    use crate::model::NodeDataplane;
 
     fn node(name: &str, mode: &str, warnings: &[&str]) -> NodeDataplane {
         NodeDataplane {
-            node: name.into(),
-            proxy: ServiceProxy::KubeProxy {
-                daemon_set: "kube-system/kube-proxy".into(),
-                pod: format!("kube-proxy-{name}"),
-            },
-            mode: Some(mode.into()),
-            programmed: None,
-            health: ProxyHealth::Synced {
-                last_sync_seconds: 1.0,
-            },
             warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            ..NodeDataplane::synced_kube_proxy(name, mode)
         }
     }
 
@@ -778,7 +785,6 @@ mod tests {
         f.slices = Ok(vec![SliceFacts {
             namespace: "ns".into(),
             service: "db".into(),
-            mirrored: true,
         }]);
         let outcomes = audit(&f);
         let v1 = found(&outcomes, "endpoints-v1");

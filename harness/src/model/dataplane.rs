@@ -292,6 +292,24 @@ pub fn unprogrammed(
 }
 
 impl NodeDataplane {
+    /// A test node: kube-system's kube-proxy in `mode`, synced a second ago.
+    #[cfg(test)]
+    pub(crate) fn synced_kube_proxy(name: &str, mode: &str) -> Self {
+        NodeDataplane {
+            node: name.into(),
+            proxy: ServiceProxy::KubeProxy {
+                daemon_set: "kube-system/kube-proxy".into(),
+                pod: format!("kube-proxy-{name}"),
+            },
+            mode: Some(mode.into()),
+            programmed: None,
+            health: ProxyHealth::Synced {
+                last_sync_seconds: 1.0,
+            },
+            warnings: vec![],
+        }
+    }
+
     /// The node's mode: what its proxy reports, else the one mode whose
     /// rules it holds (ipvs keeps iptables rules too: ipvs wins).
     pub fn effective_mode(&self) -> Option<&str> {
