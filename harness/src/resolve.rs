@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::cluster::docker;
 use crate::kube::jig::{Jig, JigError};
 use crate::kube::nodes;
+use crate::kube::service_cidr;
 use crate::template::{self, NodePick, Placeholder, PodFact};
 
 /// The value of every placeholder `templates` use, keyed as
@@ -45,6 +46,18 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
                     return Err(format!("Service {service} has no EXTERNAL-IP (Pending)"));
                 }
                 first.to_string()
+            }
+            Placeholder::ServiceCidrIp(n) => {
+                let cidr = service_cidr::of_namespace(&jig.client, &jig.namespace)
+                    .await
+                    .map_err(|e| crate::cluster::error_chain(&e))?
+                    .ok_or_else(|| {
+                        format!(
+                            "no ServiceCIDR was added for namespace {} (a `serviceCIDR` step adds one)",
+                            jig.namespace
+                        )
+                    })?;
+                service_cidr::address(&cidr, *n)?
             }
             Placeholder::ContainerIp { name } => {
                 docker::container_ip(&docker::container_name(&jig.namespace, name)).await?

@@ -11,6 +11,7 @@ use crate::kube::apply::Applier;
 use crate::kube::exec;
 use crate::kube::jig::Jig;
 use crate::kube::manifest::ImageMap;
+use crate::kube::service_cidr;
 use crate::model::{scaled, Action, ObjectPatch, Probe, ProbeReport, ProxyMode};
 use crate::probe;
 use crate::resolve;
@@ -162,6 +163,21 @@ pub async fn perform(
                 .await
                 .unwrap_or_else(|e| format!("an unknown address ({e})"));
             Ok(format!("started container {container} ({image}) at {ip}"))
+        }
+        Action::ServiceCidr {} => {
+            let client = applier.client();
+            let (name, cidr) = service_cidr::claim(client, &jig.namespace, async |name: &str| {
+                defer(Undo::ServiceCidr {
+                    name: name.to_string(),
+                })
+                .await
+            })
+            .await
+            .map_err(|e| crate::cluster::error_chain(&e))?;
+            service_cidr::wait_ready(client, &name, scaled(service_cidr::READY_DEADLINE))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("added ServiceCIDR {name} ({cidr}), Ready"))
         }
         Action::HttpGet { pods, port, path } => {
             let target = jig

@@ -102,6 +102,9 @@ pub enum Placeholder {
     ContainerIp { name: String },
     /// `${loadBalancerIP:<service>}`: the Service's EXTERNAL-IP.
     LoadBalancerIp { service: String },
+    /// `${serviceCIDRIP:<n>}`: the n-th address of the Service range a
+    /// `serviceCIDR` step added (`1` is the first allocatable).
+    ServiceCidrIp(u32),
 }
 
 /// Which node a `${nodeIP:...}` means. Nodes are taken in name order.
@@ -201,6 +204,8 @@ impl Placeholder {
             "healthCheckNodePort" => Placeholder::HealthCheckNodePort { service: service() },
             "containerIP" => Placeholder::ContainerIp { name: service() },
             "loadBalancerIP" => Placeholder::LoadBalancerIp { service: service() },
+            // An unreadable index asks for an address no range has.
+            "serviceCIDRIP" => Placeholder::ServiceCidrIp(arg.parse().unwrap_or(0)),
             _ => return None,
         })
     }
@@ -226,6 +231,7 @@ impl Placeholder {
             }
             Placeholder::ContainerIp { name } => ("containerIP", name.clone()),
             Placeholder::LoadBalancerIp { service } => ("loadBalancerIP", service.clone()),
+            Placeholder::ServiceCidrIp(n) => ("serviceCIDRIP", n.to_string()),
         };
         format!("{name}:{arg}")
     }

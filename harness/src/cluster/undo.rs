@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::docker::DOCKER_DEADLINE;
 use super::{command, proxy_mode};
 use crate::kube::apply::Applier;
-use crate::kube::{namespace, wait};
+use crate::kube::{namespace, service_cidr, wait};
 use crate::model::{scaled, ObjectPatch, ProxyMode};
 
 /// What must be undone when the case ends.
@@ -32,6 +32,8 @@ pub enum Undo {
     /// kube-proxy's configuration before the case switched its mode, and
     /// the mode it ran.
     ProxyMode { config: String, mode: ProxyMode },
+    /// A Service range added (a cluster-scoped ServiceCIDR).
+    ServiceCidr { name: String },
 }
 
 /// How long a restored shared workload (MetalLB's speaker) may take to be
@@ -50,11 +52,23 @@ impl Undo {
         if let Undo::ProxyMode { config, mode } = self {
             return proxy_mode::restore(applier.client(), config, *mode).await;
         }
+        if let Undo::ServiceCidr { name } = self {
+            return service_cidr::delete(applier.client(), name)
+                .await
+                .unwrap_or_else(|e| {
+                    format!(
+                        "could not delete ServiceCIDR {name}: {}",
+                        super::error_chain(&e)
+                    )
+                });
+        }
         let Some(docker) = command::which("docker") else {
             return format!("cannot undo {self:?}: no docker");
         };
         match self {
-            Undo::Patch(_) | Undo::ProxyMode { .. } => unreachable!("handled above"),
+            Undo::Patch(_) | Undo::ProxyMode { .. } | Undo::ServiceCidr { .. } => {
+                unreachable!("handled above")
+            }
             Undo::Address { node, address } => {
                 let cidr = format!("{address}/32");
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];

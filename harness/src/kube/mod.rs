@@ -9,4 +9,5 @@ pub mod manifest;
 pub mod namespace;
 pub mod nodes;
 pub mod rbac;
+pub mod service_cidr;
 pub mod wait;

@@ -162,6 +162,12 @@ pub enum Action {
         #[serde(default = "yes")]
         restart: bool,
     },
+    /// Adds a second Service range (a ServiceCIDR, GA in v1.33): a /29 of
+    /// the documentation ranges no other run holds, labelled with the case
+    /// namespace, waited for until Ready; `${serviceCIDRIP:<n>}` is its n-th
+    /// address. Deleted when the case ends.
+    #[serde(rename = "serviceCIDR")]
+    ServiceCidr {},
 }
 
 fn yes() -> bool {

@@ -237,6 +237,18 @@ impl Dataplane {
         parts.join(", ")
     }
 
+    /// Whether some node's kube-proxy may still be starting: it does not
+    /// answer its health check, or answers that it has not synced.
+    pub fn starting(&self) -> bool {
+        self.nodes.iter().any(|n| {
+            matches!(n.proxy, ServiceProxy::KubeProxy { .. })
+                && matches!(
+                    n.health,
+                    ProxyHealth::NotAnswering { .. } | ProxyHealth::Stale { .. }
+                )
+        })
+    }
+
     /// The problem lines of the nodes in `nodes` (every node when `None`).
     pub fn problems(&self, nodes: Option<&BTreeSet<String>>) -> Vec<String> {
         self.nodes
@@ -333,6 +345,27 @@ impl NodeDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kube_proxy_that_does_not_answer_or_has_not_synced_may_be_starting() {
+        let synced = NodeDataplane::synced_kube_proxy("a", "nftables");
+        let mut silent = NodeDataplane::synced_kube_proxy("b", "nftables");
+        silent.health = ProxyHealth::NotAnswering {
+            detail: "connection refused".into(),
+        };
+        let mut crashing = NodeDataplane::synced_kube_proxy("c", "nftables");
+        crashing.health = ProxyHealth::NotRunning {
+            detail: "CrashLoopBackOff".into(),
+        };
+        let of = |nodes: Vec<NodeDataplane>| Dataplane {
+            nodes,
+            seconds: 0.0,
+        };
+        assert!(!of(vec![synced.clone()]).starting());
+        assert!(of(vec![synced.clone(), silent]).starting());
+        // A pod that is not running is not waited for: its restarts take longer.
+        assert!(!of(vec![synced, crashing]).starting());
+    }
 
     #[test]
     fn a_service_address_is_found_whole_in_any_modes_rules() {
