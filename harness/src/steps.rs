@@ -179,6 +179,49 @@ pub async fn perform(
                 .map_err(|e| e.to_string())?;
             Ok(format!("added ServiceCIDR {name} ({cidr}), Ready"))
         }
+        Action::Taint {
+            node,
+            key,
+            value,
+            effect,
+        } => {
+            let pick =
+                NodePick::parse(node).ok_or_else(|| format!("node {node:?} picks no node"))?;
+            let (node, _) = resolve::node(jig, &pick).await?;
+            let client = applier.client();
+            // Before it: a patch past its deadline may still land. A taint
+            // the node had already is not the case's, and the undo finds
+            // it gone only if this run took it.
+            let had = crate::kube::nodes::has_taint(client, &node, key)
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?;
+            if had {
+                return Err(format!(
+                    "node {node} has a taint {key} already: it is not this case's to put on and take off"
+                ));
+            }
+            defer(Undo::Taint {
+                node: node.clone(),
+                key: key.clone(),
+            })
+            .await;
+            crate::kube::nodes::add_taint(client, &node, key, value, effect)
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?;
+            Ok(format!("tainted node {node} {key}={value}:{effect}"))
+        }
+        Action::Untaint { node, key } => {
+            let pick =
+                NodePick::parse(node).ok_or_else(|| format!("node {node:?} picks no node"))?;
+            let (node, _) = resolve::node(jig, &pick).await?;
+            let removed = crate::kube::nodes::remove_taint(applier.client(), &node, key)
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?;
+            if !removed {
+                return Err(format!("node {node} has no taint {key} to take off"));
+            }
+            Ok(format!("took taint {key} off node {node}"))
+        }
         Action::HttpGet { pods, port, path } => {
             let target = jig
                 .ready_pods(pods)

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::docker::DOCKER_DEADLINE;
 use super::{command, proxy_mode};
 use crate::kube::apply::Applier;
-use crate::kube::{namespace, service_cidr, wait};
+use crate::kube::{namespace, nodes, service_cidr, wait};
 use crate::model::{scaled, ObjectPatch, ProxyMode};
 
 /// What must be undone when the case ends.
@@ -34,6 +34,8 @@ pub enum Undo {
     ProxyMode { config: String, mode: ProxyMode },
     /// A Service range added (a cluster-scoped ServiceCIDR).
     ServiceCidr { name: String },
+    /// A taint put on a node.
+    Taint { node: String, key: String },
 }
 
 /// How long a restored shared workload (MetalLB's speaker) may take to be
@@ -52,6 +54,16 @@ impl Undo {
         if let Undo::ProxyMode { config, mode } = self {
             return proxy_mode::restore(applier.client(), config, *mode).await;
         }
+        if let Undo::Taint { node, key } = self {
+            return match nodes::remove_taint(applier.client(), node, key).await {
+                Ok(true) => format!("took taint {key} off node {node}"),
+                Ok(false) => format!("node {node} had no taint {key} left"),
+                Err(e) => format!(
+                    "could not take taint {key} off node {node}: {}",
+                    super::error_chain(&e)
+                ),
+            };
+        }
         if let Undo::ServiceCidr { name } = self {
             return service_cidr::delete(applier.client(), name)
                 .await
@@ -66,7 +78,10 @@ impl Undo {
             return format!("cannot undo {self:?}: no docker");
         };
         match self {
-            Undo::Patch(_) | Undo::ProxyMode { .. } | Undo::ServiceCidr { .. } => {
+            Undo::Patch(_)
+            | Undo::ProxyMode { .. }
+            | Undo::ServiceCidr { .. }
+            | Undo::Taint { .. } => {
                 unreachable!("handled above")
             }
             Undo::Address { node, address } => {

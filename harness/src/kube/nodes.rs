@@ -115,3 +115,85 @@ pub async fn service_port(jig: &Jig, service: &str, which: ServicePort) -> Resul
     port.map(|p| p.to_string())
         .ok_or_else(|| format!("Service {service} in ns {} has no {field}", jig.namespace))
 }
+
+/// How many times a taint change is retried when the node changed under it
+/// (the kubelet writes its node often).
+const TAINT_ATTEMPTS: usize = 5;
+
+/// Puts the taint `key` with `effect` on `node` (as `kubectl taint` does);
+/// `Ok(false)` when it had one of that key already.
+pub async fn add_taint(
+    client: &Client,
+    node: &str,
+    key: &str,
+    value: &str,
+    effect: &str,
+) -> Result<bool, kube::Error> {
+    edit_taints(client, node, |taints| {
+        if taints.iter().any(|t| t.key == key) {
+            return false;
+        }
+        taints.push(k8s_openapi::api::core::v1::Taint {
+            key: key.to_string(),
+            value: (!value.is_empty()).then(|| value.to_string()),
+            effect: effect.to_string(),
+            time_added: None,
+        });
+        true
+    })
+    .await
+}
+
+/// Takes every taint `key` off `node`; `Ok(false)` when it had none.
+pub async fn remove_taint(client: &Client, node: &str, key: &str) -> Result<bool, kube::Error> {
+    edit_taints(client, node, |taints| {
+        let before = taints.len();
+        taints.retain(|t| t.key != key);
+        taints.len() != before
+    })
+    .await
+}
+
+/// Reads `node`'s taints, lets `edit` change them (`true` when it did) and
+/// writes them back guarded by the resourceVersion read, again on conflict.
+async fn edit_taints(
+    client: &Client,
+    node: &str,
+    edit: impl Fn(&mut Vec<k8s_openapi::api::core::v1::Taint>) -> bool,
+) -> Result<bool, kube::Error> {
+    let api = Api::<Node>::all(client.clone());
+    let mut attempt = 1;
+    loop {
+        let current = api.get(node).await?;
+        let mut taints = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        if !edit(&mut taints) {
+            return Ok(false);
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": current.resource_version()},
+            "spec": {"taints": taints},
+        });
+        let params = kube::api::PatchParams::default();
+        match api
+            .patch(node, &params, &kube::api::Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < TAINT_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `node` has a taint `key`.
+pub async fn has_taint(client: &Client, node: &str, key: &str) -> Result<bool, kube::Error> {
+    let node = Api::<Node>::all(client.clone()).get(node).await?;
+    Ok(node
+        .spec
+        .and_then(|s| s.taints)
+        .is_some_and(|t| t.iter().any(|t| t.key == key)))
+}

@@ -168,6 +168,19 @@ pub enum Action {
     /// address. Deleted when the case ends.
     #[serde(rename = "serviceCIDR")]
     ServiceCidr {},
+    /// Puts the taint `key` (`value`, `effect`) on the node `node` (a node
+    /// pick, as `nodeAddress`'s); taken off when the case ends. A taint the
+    /// node had already is left as it was, and left there.
+    Taint {
+        node: String,
+        key: String,
+        #[serde(default)]
+        value: String,
+        effect: String,
+    },
+    /// Takes the taint `key` off the node `node` (a sabotage undoing a
+    /// step's taint).
+    Untaint { node: String, key: String },
 }
 
 fn yes() -> bool {
@@ -526,6 +539,11 @@ pub struct Sabotage {
     pub patch: Option<ObjectPatch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,
+    /// The step after whose actions (and settle) the sabotage goes in, for
+    /// what a step makes; its checks then pass first and must fail after.
+    /// Without it the sabotage goes in before the case's checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_step: Option<String>,
     /// The sabotage breaks something every case of the cluster shares
     /// (MetalLB's speaker): its run waits for the others and runs alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -720,6 +738,21 @@ impl Case {
                     "step {:?} expects nothing (no settle, no checks)",
                     step.name
                 )));
+            }
+        }
+        if let Some(after) = &self.sabotage.after_step {
+            match self.steps.iter().find(|s| &s.name == after) {
+                None => {
+                    return Err(invalid(format!(
+                        "its sabotage goes in after step {after:?}, which the case does not declare"
+                    )))
+                }
+                Some(s) if s.checks.is_empty() => {
+                    return Err(invalid(format!(
+                        "its sabotage goes in after step {after:?}, which has no checks to break"
+                    )))
+                }
+                Some(_) => {}
             }
         }
         // A step's settle is an expectation too (an EXTERNAL-IP within a deadline).
@@ -969,6 +1002,16 @@ sabotage:
             }
         ));
         assert_eq!(check.expect[2], Assertion::MinBackends(2));
+
+        let mut after = case.clone();
+        after.sabotage.after_step = Some("unready".into());
+        after.validate().unwrap();
+        after.sabotage.after_step = Some("ready".into());
+        assert!(after
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains(r#"after step "ready", which the case does not declare"#));
 
         let mut twice = case.clone();
         twice.steps.push(twice.steps[0].clone());

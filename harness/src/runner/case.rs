@@ -276,7 +276,11 @@ impl CaseRunner {
         let phase = |p: String| (self.phases)(&key, p);
         let mut evidence = Vec::new();
         if exclusive {
-            evidence.push("ran alone: its sabotage breaks what every case shares".into());
+            evidence.push(if case.exclusive {
+                "ran alone: it changes what every case shares".into()
+            } else {
+                "ran alone: its sabotage breaks what every case shares".into()
+            });
         }
         phase("creating its namespace".into());
         let client = &self.cluster.client;
@@ -428,46 +432,18 @@ impl CaseRunner {
             waited.elapsed().as_secs_f64(),
             (waited - setup_started).as_secs_f64()
         ));
-        if variant == Variant::Sabotaged {
-            // The case must pass before its sabotage: a failure seen while
-            // kube-proxy is still programming a new Service would otherwise
-            // be credited to the sabotage.
-            if !case.checks.is_empty() {
-                let mut baseline = Vec::new();
-                phase("checks before the sabotage".into());
-                match self
-                    .checks_until(jig, &case.checks, true, &mut baseline)
-                    .await
-                {
-                    CaseOutcome::Passed => {
-                        evidence.push("baseline: every check passed before the sabotage".into())
-                    }
-                    CaseOutcome::Failed { message } | CaseOutcome::Error { message } => {
-                        evidence.extend(baseline);
-                        return error(format!(
-                            "before its sabotage the case does not pass ({message}): a failure after it would prove nothing"
-                        ));
-                    }
-                    other => return other,
-                }
-            }
-            evidence.push(format!("sabotage: {}", case.sabotage.description));
-            phase(format!("sabotage: {}", case.sabotage.description));
-            let patch = case.sabotage.patch.clone().map(Action::Patch);
-            let images = self.fixtures.image_map();
-            for action in patch.iter().chain(&case.sabotage.actions) {
-                match steps::perform(jig, &self.applier, images, mode, action, &defer).await {
-                    Ok(done) => evidence.push(format!("sabotage: {done}")),
-                    Err(message) => return error(format!("sabotage: {message}")),
-                }
-            }
-            phase(format!(
-                "sabotage settling: {}",
-                waiting_for(&case.sabotage.settle)
-            ));
-            let settle = self.wait_all(jig, &case.sabotage.settle, self.deadlines.ready);
-            if let Err(message) = settle.await {
-                return error(format!("sabotage did not settle: {message}"));
+        // Where the sabotage goes in: before the case's checks, or once a
+        // named step's actions are done (what it breaks is made by a step).
+        let sabotage_after = match variant {
+            Variant::Sabotaged => Some(case.sabotage.after_step.as_deref()),
+            Variant::Plain => None,
+        };
+        if sabotage_after == Some(None) {
+            if let Err(outcome) = self
+                .sabotage(jig, case, &case.checks, phase, &defer, evidence)
+                .await
+            {
+                return outcome;
             }
         }
         // The first checks are retried until the verdict this variant looks
@@ -508,7 +484,18 @@ impl CaseRunner {
                 };
             }
             let settled = acted.elapsed();
-            let outcome = self.checks_until(jig, &step.checks, true, evidence).await;
+            let sabotaged_here = sabotage_after == Some(Some(step.name.as_str()));
+            if sabotaged_here {
+                if let Err(outcome) = self
+                    .sabotage(jig, case, &step.checks, phase, &defer, evidence)
+                    .await
+                {
+                    return outcome;
+                }
+            }
+            let outcome = self
+                .checks_until(jig, &step.checks, !sabotaged_here, evidence)
+                .await;
             // A mode switch's restart-to-correct-answer time, for one.
             evidence.push(format!(
                 "step {}: settled {:.1}s and its checks' verdict {:.1}s after its actions",
@@ -526,6 +513,60 @@ impl CaseRunner {
             }
         }
         CaseOutcome::Passed
+    }
+
+    /// A sabotaged run's sabotage: `baseline` (the checks it must break)
+    /// passes first, then its patch and actions, then its settle. `Err` is
+    /// the run's outcome when any of that does not happen.
+    async fn sabotage(
+        &self,
+        jig: &Jig,
+        case: &Case,
+        baseline: &[crate::model::Check],
+        phase: &(dyn Fn(String) + Sync),
+        defer: &crate::cluster::undo::Defer<'_>,
+        evidence: &mut Vec<String>,
+    ) -> Result<(), CaseOutcome> {
+        let error = |message: String| Err(CaseOutcome::Error { message });
+        // The case must pass before its sabotage: a failure seen while
+        // kube-proxy is still programming a new Service would otherwise
+        // be credited to the sabotage.
+        if !baseline.is_empty() {
+            let mut seen = Vec::new();
+            phase("checks before the sabotage".into());
+            match self.checks_until(jig, baseline, true, &mut seen).await {
+                CaseOutcome::Passed => {
+                    evidence.push("baseline: every check passed before the sabotage".into())
+                }
+                CaseOutcome::Failed { message } | CaseOutcome::Error { message } => {
+                    evidence.extend(seen);
+                    return error(format!(
+                        "before its sabotage the case does not pass ({message}): a failure after it would prove nothing"
+                    ));
+                }
+                other => return Err(other),
+            }
+        }
+        evidence.push(format!("sabotage: {}", case.sabotage.description));
+        phase(format!("sabotage: {}", case.sabotage.description));
+        let patch = case.sabotage.patch.clone().map(Action::Patch);
+        let images = self.fixtures.image_map();
+        let mode = self.cluster.info.mode;
+        for action in patch.iter().chain(&case.sabotage.actions) {
+            match steps::perform(jig, &self.applier, images, mode, action, defer).await {
+                Ok(done) => evidence.push(format!("sabotage: {done}")),
+                Err(message) => return error(format!("sabotage: {message}")),
+            }
+        }
+        phase(format!(
+            "sabotage settling: {}",
+            waiting_for(&case.sabotage.settle)
+        ));
+        let settle = self.wait_all(jig, &case.sabotage.settle, self.deadlines.ready);
+        if let Err(message) = settle.await {
+            return error(format!("sabotage did not settle: {message}"));
+        }
+        Ok(())
     }
 
     /// What the case needs before its checks: MetalLB and its address
