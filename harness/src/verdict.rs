@@ -64,6 +64,7 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
         }
         (Assertion::Srv(want), ProbeReport::Dns(r)) => srv(r, &facts.render_set(want)),
         (Assertion::OneBackend, ProbeReport::Http(r)) => one_backend(r),
+        (Assertion::AnsweredBy(host), ProbeReport::Http(r)) => answered_by(r, host),
         (Assertion::MinBackends(n), ProbeReport::Http(r)) => min_backends(r, *n),
         (Assertion::Status(code), ProbeReport::Http(r)) => status(r, *code),
         (Assertion::ClientIpNotClient, ProbeReport::Http(r)) => not_client_ip(r, &obs.client_ip),
@@ -301,6 +302,22 @@ fn one_backend(r: &HttpReport) -> Result<(), String> {
     }
     Err(format!(
         "expected all {} requests to {} answered by one backend, saw {} ({}/{} answered){}",
+        r.count,
+        or_none(&r.url),
+        backend_tally(r),
+        r.ok,
+        r.count,
+        errors_suffix(r)
+    ))
+}
+
+fn answered_by(r: &HttpReport, host: &str) -> Result<(), String> {
+    let only_host = r.backends.iter().all(|(b, n)| *n == 0 || b == host);
+    if r.count > 0 && r.ok == r.count && only_host {
+        return Ok(());
+    }
+    Err(format!(
+        "expected all {} requests to {} answered by {host}, saw {} ({}/{} answered){}",
         r.count,
         or_none(&r.url),
         backend_tally(r),
@@ -981,6 +998,20 @@ mod tests {
         assert!(judge(&Assertion::OneBackend, &none, &f)
             .unwrap_err()
             .contains("saw none (0/30 answered); errors: refused 30"));
+    }
+
+    #[test]
+    fn answered_by_holds_only_when_that_server_answered_every_request() {
+        let f = facts();
+        let proxied = http(&[("balancer", 16)], 16, 16);
+        let by = Assertion::AnsweredBy("balancer".into());
+        assert_eq!(judge(&by, &proxied, &f), Ok(()));
+        let short_circuited = http(&[("web-7c9f-a", 9), ("web-7c9f-b", 7)], 16, 16);
+        assert_eq!(
+            judge(&by, &short_circuited, &f).unwrap_err(),
+            "expected all 16 requests to http://10.96.0.20:80/ answered by balancer, saw web-7c9f-a x9, web-7c9f-b x7 (16/16 answered)"
+        );
+        assert!(judge(&by, &http(&[], 0, 16), &f).is_err());
     }
 
     #[test]

@@ -126,6 +126,10 @@ pub enum Assertion {
     /// the client node's zone (`topology.kubernetes.io/zone`;
     /// `trafficDistribution: PreferClose`). A node without a zone fails it.
     BackendsInClientZone(String),
+    /// Every request was answered (200), each by the server of this
+    /// hostname (a container outside the cluster, not a pod: what a load
+    /// balancer with `ipMode: Proxy` stands for).
+    AnsweredBy(String),
 }
 
 impl Assertion {
@@ -150,7 +154,8 @@ impl Assertion {
             | Assertion::ClientIpIsClientPod
             | Assertion::EndpointSliceShards { .. }
             | Assertion::BackendsOnClientNode(_)
-            | Assertion::BackendsInClientZone(_) => ReportKind::Http,
+            | Assertion::BackendsInClientZone(_)
+            | Assertion::AnsweredBy(_) => ReportKind::Http,
         }
     }
 }
