@@ -639,7 +639,7 @@ async fn migration(cases: Option<&Path>, args: &MigrateArgs) -> Result<Migration
         return Err(Error::BadInput("DaemonSet kube-system/kube-proxy updates OnDelete: a rollout restart would not replace its pods".into()));
     }
     // A case that switches the mode itself has no place between the two runs.
-    plan.cases.retain(|c| !c.switches_proxy_mode());
+    plan.cases.retain(|c| !c.reconfigures_kube_proxy());
     if !args.yes {
         return Err(Error::BadInput(format!(
             "svcconf migrate changes {}: kube-proxy {from} → {to} (ConfigMap kube-system/kube-proxy `mode:`, then a rollout restart of DaemonSet kube-system/kube-proxy), between two runs of {} cases; pass --yes to go ahead",

@@ -26,7 +26,8 @@ pub enum Need {
     /// docker on the host of the cluster's nodes (a kind cluster of this
     /// host): for what the case does next to the nodes.
     Docker(&'static str),
-    /// The right to switch kube-proxy's mode for the whole cluster.
+    /// The right to reconfigure kube-proxy (switch its mode, set a feature
+    /// gate) for the whole cluster.
     SwitchProxyMode,
 }
 
@@ -49,7 +50,9 @@ impl fmt::Display for Need {
             ),
             Need::Pods(n) => write!(f, "room for {n} pods"),
             Need::Docker(why) => write!(f, "docker on the nodes' host ({why})"),
-            Need::SwitchProxyMode => f.write_str("the right to switch kube-proxy's mode"),
+            Need::SwitchProxyMode => {
+                f.write_str("the right to reconfigure kube-proxy (its mode, its feature gates)")
+            }
         }
     }
 }
@@ -127,7 +130,7 @@ pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
             Action::Container { .. } => {
                 out.insert(Need::Docker("a server container on the nodes' network"));
             }
-            Action::ProxyMode { .. } => {
+            Action::ProxyMode { .. } | Action::ProxyFeatureGate { .. } => {
                 out.insert(Need::SwitchProxyMode);
             }
             _ => {}
@@ -317,7 +320,7 @@ mod tests {
         let switch = unmet(&all["mode-switch"], &capacity);
         assert!(
             switch.iter().any(|m| m.starts_with(
-                "needs the right to switch kube-proxy's mode; plain has not been given it"
+                "needs the right to reconfigure kube-proxy (its mode, its feature gates); plain has not been given it"
             )),
             "{switch:?}"
         );

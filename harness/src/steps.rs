@@ -222,6 +222,25 @@ pub async fn perform(
             }
             Ok(format!("took taint {key} off node {node}"))
         }
+        Action::ProxyFeatureGate { name, enabled } => {
+            let client = applier.client();
+            let before = proxy_mode::configured(client).await?;
+            let config = proxy_mode::with_feature_gate(&before, name, *enabled);
+            if !proxy_mode::rolls_on_change(client).await {
+                return Err("DaemonSet kube-system/kube-proxy updates OnDelete: a rollout restart would not replace its pods".into());
+            }
+            proxy_mode::configure(client, &config).await?;
+            defer(Undo::ProxyMode {
+                config: before,
+                mode: cluster_mode,
+            })
+            .await;
+            proxy_mode::restart(client).await?;
+            proxy_mode::rolled_out(client, scaled(proxy_mode::ROLLOUT_DEADLINE)).await?;
+            Ok(format!(
+                "set featureGates {name}: {enabled} in kube-proxy's ConfigMap, restarted DaemonSet kube-proxy and saw it rolled out"
+            ))
+        }
         Action::HttpGet { pods, port, path } => {
             let target = jig
                 .ready_pods(pods)

@@ -61,6 +61,50 @@ pub fn with_mode(config: &str, mode: ProxyMode) -> Option<String> {
     found.then(|| lines.join("\n") + if config.ends_with('\n') { "\n" } else { "" })
 }
 
+/// `config` with the feature gate `gate` set to `enabled` under its
+/// top-level `featureGates:` (added when it has none, or holds `{}` or
+/// `null`, as kubeadm writes it).
+pub fn with_feature_gate(config: &str, gate: &str, enabled: bool) -> String {
+    let entry = format!("  {gate}: {enabled}");
+    let mut out: Vec<String> = Vec::new();
+    let mut lines = config.lines().peekable();
+    let mut placed = false;
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("featureGates:") else {
+            out.push(line.to_string());
+            continue;
+        };
+        out.push("featureGates:".to_string());
+        let rest = rest.trim();
+        if !rest.is_empty() && rest != "{}" && rest != "null" {
+            // A flow map (`{A: true}`): its entries, one per line.
+            let inner = rest.trim_start_matches('{').trim_end_matches('}');
+            for item in inner.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                if item.split(':').next().map(str::trim) != Some(gate) {
+                    out.push(format!("  {item}"));
+                }
+            }
+        }
+        // The block map's own entries, but the gate's.
+        while let Some(next) = lines.peek() {
+            if !next.starts_with(' ') || next.trim().is_empty() {
+                break;
+            }
+            let next = lines.next().unwrap_or_default();
+            if next.trim().split(':').next() != Some(gate) {
+                out.push(next.to_string());
+            }
+        }
+        out.push(entry.clone());
+        placed = true;
+    }
+    if !placed {
+        out.push("featureGates:".to_string());
+        out.push(entry);
+    }
+    out.join("\n") + "\n"
+}
+
 /// `kubectl rollout restart daemonset kube-proxy`: a new template
 /// annotation, so the controller replaces every pod (unless its update
 /// strategy says OnDelete).
@@ -252,4 +296,33 @@ async fn node_rules(
         iptables_services: lines(&saved, &|l| l.contains("-A KUBE-SVC-")),
         nftables_services: lines(&table, &|l| l.starts_with("chain service-")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_a_feature_gate_whatever_featuregates_held() {
+        let gate = |config: &str| with_feature_gate(config, "AllowServiceExternalIPs", false);
+        let want = "mode: nftables\nfeatureGates:\n  AllowServiceExternalIPs: false\nport: 1\n";
+        assert_eq!(gate("mode: nftables\nfeatureGates: {}\nport: 1\n"), want);
+        assert_eq!(gate("mode: nftables\nfeatureGates: null\nport: 1\n"), want);
+        assert_eq!(
+            gate("mode: nftables\nfeatureGates:\n  AllowServiceExternalIPs: true\nport: 1\n"),
+            want
+        );
+        assert_eq!(
+            gate("mode: nftables\nfeatureGates:\n  Other: true\nport: 1\n"),
+            "mode: nftables\nfeatureGates:\n  Other: true\n  AllowServiceExternalIPs: false\nport: 1\n"
+        );
+        assert_eq!(
+            gate("mode: nftables\nfeatureGates: {Other: true, AllowServiceExternalIPs: true}\nport: 1\n"),
+            "mode: nftables\nfeatureGates:\n  Other: true\n  AllowServiceExternalIPs: false\nport: 1\n"
+        );
+        assert_eq!(
+            gate("mode: nftables\n"),
+            "mode: nftables\nfeatureGates:\n  AllowServiceExternalIPs: false\n"
+        );
+    }
 }

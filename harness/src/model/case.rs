@@ -181,6 +181,10 @@ pub enum Action {
     /// Takes the taint `key` off the node `node` (a sabotage undoing a
     /// step's taint).
     Untaint { node: String, key: String },
+    /// Sets one of kube-proxy's feature gates (`featureGates:` in its
+    /// ConfigMap's config.conf), restarts it and waits for the rollout; the
+    /// configuration is put back and kube-proxy restarted when the case ends.
+    ProxyFeatureGate { name: String, enabled: bool },
 }
 
 fn yes() -> bool {
@@ -629,14 +633,20 @@ impl Case {
         self.exclusive || (variant == Variant::Sabotaged && self.sabotage.exclusive)
     }
 
-    /// Whether a step or the sabotage switches kube-proxy's mode: a change
-    /// to the whole cluster, not the case's namespace.
-    pub fn switches_proxy_mode(&self) -> bool {
+    /// Whether a step or the sabotage reconfigures kube-proxy (its mode,
+    /// a feature gate): a change to the whole cluster, not the case's
+    /// namespace.
+    pub fn reconfigures_kube_proxy(&self) -> bool {
         self.steps
             .iter()
             .flat_map(|s| &s.actions)
             .chain(&self.sabotage.actions)
-            .any(|a| matches!(a, Action::ProxyMode { .. }))
+            .any(|a| {
+                matches!(
+                    a,
+                    Action::ProxyMode { .. } | Action::ProxyFeatureGate { .. }
+                )
+            })
     }
 
     /// Whether the case sends traffic from client pods (checks placed by

@@ -341,11 +341,11 @@ impl CaseRunner {
         if !self.cluster.in_pod {
             return None;
         }
-        if case.switches_proxy_mode() {
+        if case.reconfigures_kube_proxy() {
             return Some(
-                "in-cluster run (svcconf in a pod): it switches kube-proxy's mode for the whole \
-                 cluster: svcconf does that on the kind clusters it makes, or from outside with \
-                 SVCCONF_ALLOW_MODE_SWITCH=1 (a cluster you may change)"
+                "in-cluster run (svcconf in a pod): it reconfigures kube-proxy (its mode or a \
+                 feature gate) for the whole cluster: svcconf does that on the kind clusters it \
+                 makes, or from outside with SVCCONF_ALLOW_MODE_SWITCH=1 (a cluster you may change)"
                     .into(),
             );
         }
