@@ -24,6 +24,12 @@ async fn facts_for(jig: &Jig, templates: &[String]) -> Result<Facts, String> {
     })
 }
 
+/// The name of the node a step's node pick (`1`, `with=<selector>`, ...) means.
+async fn picked_node(jig: &Jig, pick: &str) -> Result<String, String> {
+    let parsed = NodePick::parse(pick).ok_or_else(|| format!("node {pick:?} picks no node"))?;
+    Ok(resolve::node(jig, &parsed).await?.0)
+}
+
 /// Does one action; `Ok` is a line of evidence saying what was done. What
 /// must be undone when the case ends goes to `defer` as soon as the change
 /// may have happened, before the action is over: a step that fails or times
@@ -91,9 +97,7 @@ pub async fn perform(
             ))
         }
         Action::NodeAddress { node, address } => {
-            let pick =
-                NodePick::parse(node).ok_or_else(|| format!("node {node:?} picks no node"))?;
-            let (node, _) = resolve::node(jig, &pick).await?;
+            let node = picked_node(jig, node).await?;
             let address = facts_for(jig, std::slice::from_ref(address))
                 .await?
                 .render(address);
@@ -185,9 +189,7 @@ pub async fn perform(
             value,
             effect,
         } => {
-            let pick =
-                NodePick::parse(node).ok_or_else(|| format!("node {node:?} picks no node"))?;
-            let (node, _) = resolve::node(jig, &pick).await?;
+            let node = picked_node(jig, node).await?;
             let client = applier.client();
             // Before it: a patch past its deadline may still land. A taint
             // the node had already is not the case's, and the undo finds
@@ -211,9 +213,7 @@ pub async fn perform(
             Ok(format!("tainted node {node} {key}={value}:{effect}"))
         }
         Action::Untaint { node, key } => {
-            let pick =
-                NodePick::parse(node).ok_or_else(|| format!("node {node:?} picks no node"))?;
-            let (node, _) = resolve::node(jig, &pick).await?;
+            let node = picked_node(jig, node).await?;
             let removed = crate::kube::nodes::remove_taint(applier.client(), &node, key)
                 .await
                 .map_err(|e| crate::cluster::error_chain(&e))?;

@@ -297,27 +297,22 @@ fn srv(r: &DnsReport, want: &BTreeSet<String>) -> Result<(), String> {
 
 fn one_backend(r: &HttpReport) -> Result<(), String> {
     let distinct = r.backends.values().filter(|n| **n > 0).count();
-    if r.count > 0 && r.ok == r.count && distinct == 1 {
-        return Ok(());
-    }
-    Err(format!(
-        "expected all {} requests to {} answered by one backend, saw {} ({}/{} answered){}",
-        r.count,
-        or_none(&r.url),
-        backend_tally(r),
-        r.ok,
-        r.count,
-        errors_suffix(r)
-    ))
+    all_answered_by(r, "one backend", distinct == 1)
 }
 
 fn answered_by(r: &HttpReport, host: &str) -> Result<(), String> {
     let only_host = r.backends.iter().all(|(b, n)| *n == 0 || b == host);
-    if r.count > 0 && r.ok == r.count && only_host {
+    all_answered_by(r, host, only_host)
+}
+
+/// Every request answered, and by `who` (`backends_hold`: the backends that
+/// answered are the ones wanted).
+fn all_answered_by(r: &HttpReport, who: &str, backends_hold: bool) -> Result<(), String> {
+    if r.count > 0 && r.ok == r.count && backends_hold {
         return Ok(());
     }
     Err(format!(
-        "expected all {} requests to {} answered by {host}, saw {} ({}/{} answered){}",
+        "expected all {} requests to {} answered by {who}, saw {} ({}/{} answered){}",
         r.count,
         or_none(&r.url),
         backend_tally(r),

@@ -48,43 +48,37 @@ pub type Defer<'a> = dyn Fn(Undo) -> BoxFuture<'a, ()> + Send + Sync + 'a;
 impl Undo {
     /// Undoes it; the line says what happened, for the evidence.
     pub async fn run(&self, applier: &Applier, namespace: &str) -> String {
-        if let Undo::Patch(patch) = self {
-            return restore(applier, namespace, patch).await;
-        }
-        if let Undo::ProxyMode { config, mode } = self {
-            return proxy_mode::restore(applier.client(), config, *mode).await;
-        }
-        if let Undo::Taint { node, key } = self {
-            return match nodes::remove_taint(applier.client(), node, key).await {
-                Ok(true) => format!("took taint {key} off node {node}"),
-                Ok(false) => format!("node {node} had no taint {key} left"),
-                Err(e) => format!(
-                    "could not take taint {key} off node {node}: {}",
-                    super::error_chain(&e)
-                ),
-            };
-        }
-        if let Undo::ServiceCidr { name } = self {
-            return service_cidr::delete(applier.client(), name)
+        // What is undone on a node or next to it goes through docker.
+        let docker =
+            || command::which("docker").ok_or_else(|| format!("cannot undo {self:?}: no docker"));
+        match self {
+            Undo::Patch(patch) => restore(applier, namespace, patch).await,
+            Undo::ProxyMode { config, mode } => {
+                proxy_mode::restore(applier.client(), config, *mode).await
+            }
+            Undo::Taint { node, key } => {
+                match nodes::remove_taint(applier.client(), node, key).await {
+                    Ok(true) => format!("took taint {key} off node {node}"),
+                    Ok(false) => format!("node {node} had no taint {key} left"),
+                    Err(e) => format!(
+                        "could not take taint {key} off node {node}: {}",
+                        super::error_chain(&e)
+                    ),
+                }
+            }
+            Undo::ServiceCidr { name } => service_cidr::delete(applier.client(), name)
                 .await
                 .unwrap_or_else(|e| {
                     format!(
                         "could not delete ServiceCIDR {name}: {}",
                         super::error_chain(&e)
                     )
-                });
-        }
-        let Some(docker) = command::which("docker") else {
-            return format!("cannot undo {self:?}: no docker");
-        };
-        match self {
-            Undo::Patch(_)
-            | Undo::ProxyMode { .. }
-            | Undo::ServiceCidr { .. }
-            | Undo::Taint { .. } => {
-                unreachable!("handled above")
-            }
+                }),
             Undo::Address { node, address } => {
+                let docker = match docker() {
+                    Ok(d) => d,
+                    Err(line) => return line,
+                };
                 let cidr = format!("{address}/32");
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
                 match command::run(&docker, &args, scaled(DOCKER_DEADLINE)).await {
@@ -93,6 +87,10 @@ impl Undo {
                 }
             }
             Undo::Container { name } => {
+                let docker = match docker() {
+                    Ok(d) => d,
+                    Err(line) => return line,
+                };
                 match command::run(&docker, &["rm", "-f", name], scaled(DOCKER_DEADLINE)).await {
                     Ok(_) => format!("removed container {name}"),
                     // Deferred before its `docker run`, which may not have
