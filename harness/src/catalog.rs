@@ -389,6 +389,16 @@ mod tests {
                 "probe: {tcp: {target: \"web:80\"}}\n    expect: [{backends: {pods: app=web, count: 1}}]",
                 "assertion `backends` judges http reports; its tcp probe gives tcp reports",
             ),
+            (
+                "from: anyNode\n    probe: {dns: {name: web, type: A}}",
+                "from: anyNode\n    probe: {apiWarnings: {apiVersion: v1, kind: Service, name: web}}",
+                "a apiWarnings probe cannot run from `anyNode`: the API server's warnings are asked for by the harness",
+            ),
+            (
+                "from: anyNode\n    probe: {dns: {name: web, type: A}}\n    expect: [{rcode: NOERROR}, {answers: [\"${clusterIP:web}\"]}]",
+                "from: apiServer\n    probe: {apiWarnings: {apiVersion: v1, kind: Service, name: web}}\n    expect: [{rcode: NOERROR}]",
+                "assertion `rcode` judges dns reports; its apiWarnings probe gives warnings reports",
+            ),
         ];
         for (from, to, problem) in misfits {
             assert!(dns.contains(from), "the dns case changed: {from}");

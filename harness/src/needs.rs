@@ -29,6 +29,10 @@ pub enum Need {
     /// The right to reconfigure kube-proxy (switch its mode, set a feature
     /// gate) for the whole cluster.
     SwitchProxyMode,
+    /// kube-controller-manager's Endpoints controller: the case waits on
+    /// the v1 Endpoints it writes (deprecated since v1.33, KEP-4974; a
+    /// cluster may run without it, as upstream's periodic job does).
+    EndpointsController,
 }
 
 impl fmt::Display for Need {
@@ -53,6 +57,9 @@ impl fmt::Display for Need {
             Need::SwitchProxyMode => {
                 f.write_str("the right to reconfigure kube-proxy (its mode, its feature gates)")
             }
+            Need::EndpointsController => f.write_str(
+                "the v1 Endpoints controller (kube-controller-manager's endpoints-controller): it waits on the Endpoints that controller writes",
+            ),
         }
     }
 }
@@ -72,6 +79,24 @@ pub struct Capacity {
     pub docker: bool,
     /// svcconf may change kube-proxy's mode there.
     pub may_switch_mode: bool,
+    /// kube-controller-manager's `--controllers` flag, where its pod can be
+    /// read (a kubeadm cluster); `None` when it cannot, taken as the default
+    /// (every controller on).
+    pub controllers: Option<String>,
+}
+
+impl Capacity {
+    /// Whether the Endpoints controller runs: kube-controller-manager's
+    /// flag names it, or turns on every default controller (`*`) without
+    /// turning it off (`-endpoints-controller`).
+    pub fn endpoints_controller(&self) -> bool {
+        let Some(flag) = &self.controllers else {
+            return true;
+        };
+        let names: Vec<&str> = flag.split(',').map(str::trim).collect();
+        names.contains(&"endpoints-controller")
+            || (names.contains(&"*") && !names.contains(&"-endpoints-controller"))
+    }
 }
 
 /// Every need of `case`, whose objects (fixtures expanded) are `objects`.
@@ -122,6 +147,17 @@ pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
         .iter()
         .flat_map(|s| s.actions.iter())
         .chain(case.sabotage.actions.iter());
+    let waits = case
+        .ready
+        .iter()
+        .chain(case.steps.iter().flat_map(|s| s.settle.iter()))
+        .chain(case.sabotage.settle.iter());
+    if waits
+        .clone()
+        .any(|r| matches!(r, Readiness::Endpoints { .. }))
+    {
+        out.insert(Need::EndpointsController);
+    }
     for action in actions {
         match action {
             Action::NodeAddress { .. } => {
@@ -247,6 +283,10 @@ pub fn unmet(needs: &BTreeSet<Need>, capacity: &Capacity) -> Vec<String> {
                      or on yours with SVCCONF_ALLOW_MODE_SWITCH=1 (else --skip the case)"
                         .to_string()
                 }
+                Need::EndpointsController if !c.endpoints_controller() => format!(
+                    "it turned off (kube-controller-manager --controllers={})",
+                    c.controllers.as_deref().unwrap_or_default()
+                ),
                 _ => return None,
             };
             Some(format!("needs {need}; {} has {has}", c.cluster))
@@ -280,6 +320,7 @@ mod tests {
             free_pods: 100,
             docker: true,
             may_switch_mode: false,
+            controllers: None,
         }
     }
 
@@ -356,9 +397,40 @@ mod tests {
             free_pods: 210,
             docker: true,
             may_switch_mode: true,
+            controllers: None,
         };
         for (case, needs) in &all {
             assert!(unmet(needs, &capacity).is_empty(), "{case}: {needs:?}");
         }
+    }
+
+    #[test]
+    fn only_a_case_waiting_on_v1_endpoints_needs_their_controller() {
+        let all = catalog_needs();
+        let needing: Vec<&String> = all
+            .iter()
+            .filter(|(_, n)| n.contains(&Need::EndpointsController))
+            .map(|(case, _)| case)
+            .collect();
+        assert_eq!(needing, ["endpoints-readiness"]);
+        let mut capacity = one_node("n0");
+        for (flag, runs) in [
+            (None, true),
+            (Some("*,bootstrapsigner,tokencleaner"), true),
+            (
+                Some("*,-endpoints-controller,-endpointslice-mirroring-controller"),
+                false,
+            ),
+            (Some("endpointslice-controller,endpoints-controller"), true),
+            (Some("endpointslice-controller"), false),
+        ] {
+            capacity.controllers = flag.map(String::from);
+            assert_eq!(capacity.endpoints_controller(), runs, "{flag:?}");
+        }
+        capacity.controllers = Some("*,-endpoints-controller".into());
+        assert_eq!(
+            unmet(&all["endpoints-readiness"], &capacity).last().unwrap(),
+            "needs the v1 Endpoints controller (kube-controller-manager's endpoints-controller): it waits on the Endpoints that controller writes; plain has it turned off (kube-controller-manager --controllers=*,-endpoints-controller)"
+        );
     }
 }

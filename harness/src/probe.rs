@@ -10,6 +10,7 @@ use crate::kube::exec::{self, ExecError};
 use crate::kube::jig::Jig;
 use crate::model::{
     request_timeout_ms, scaled, DnsReport, HttpReport, Observation, Probe, ProbeReport, TcpReport,
+    WarningsReport,
 };
 use crate::template::{Facts, PodFact};
 
@@ -97,6 +98,18 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
                 cmd.push("--no-search".into());
             }
         }
+        // Not the probe's: the harness asks the API server. What it asks,
+        // as kubectl would, for the evidence.
+        Probe::ApiWarnings(o) => {
+            return vec![
+                "kubectl".into(),
+                "patch".into(),
+                format!("{}/{}", o.kind.to_lowercase(), facts.render(&o.name)),
+                "--type=merge".into(),
+                "--patch={}".into(),
+                "--dry-run=server".into(),
+            ]
+        }
     }
     cmd
 }
@@ -131,6 +144,9 @@ pub fn parse(probe: &Probe, stdout: &str) -> Option<ProbeReport> {
         Probe::Dns { .. } => serde_json::from_str::<DnsReport>(json)
             .ok()
             .map(ProbeReport::Dns),
+        Probe::ApiWarnings(_) => serde_json::from_str::<WarningsReport>(json)
+            .ok()
+            .map(ProbeReport::Warnings),
     }
 }
 

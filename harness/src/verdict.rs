@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Assertion, DnsReport, ErrorKind, HttpReport, Observation, ProbeReport};
+use crate::model::{
+    Assertion, DnsReport, ErrorKind, HttpReport, Observation, ProbeReport, WarningsReport,
+};
 use crate::template::{Facts, SliceFact};
 
 /// Judges one assertion: `Ok` when it holds, else the one-line mismatch.
@@ -95,6 +97,7 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
         (Assertion::BackendsInClientZone(pods), ProbeReport::Http(r)) => {
             near_client(r, pods, &obs.client_node, facts, Near::Zone)
         }
+        (Assertion::Warns(text), ProbeReport::Warnings(r)) => warns(r, text),
         // A case that loaded cannot get here: the catalog checks the fit.
         (assertion, report) => Err(format!(
             "assertion {} cannot judge a {} probe",
@@ -102,6 +105,24 @@ pub fn judge(assertion: &Assertion, obs: &Observation, facts: &Facts) -> Result<
             report.kind()
         )),
     }
+}
+
+fn warns(r: &WarningsReport, text: &str) -> Result<(), String> {
+    if r.warnings.iter().any(|w| w.contains(text)) {
+        return Ok(());
+    }
+    let saw = if r.warnings.is_empty() {
+        "no warning".to_string()
+    } else {
+        format!(
+            "only {}",
+            join(r.warnings.iter().map(|w| format!("\"{w}\"")))
+        )
+    };
+    Err(format!(
+        "expected the API server to warn \"{text}\" on an update of {}, saw {saw}",
+        r.object
+    ))
 }
 
 fn ready_ips(facts: &Facts, selector: &str) -> BTreeSet<String> {
@@ -592,6 +613,27 @@ mod tests {
             ..Default::default()
         };
         observation(ProbeReport::Http(report))
+    }
+
+    #[test]
+    fn warns_finds_the_text_in_one_warning() {
+        let report = |warnings: &[&str]| {
+            observation(ProbeReport::Warnings(WarningsReport {
+                object: "Service web".into(),
+                warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            }))
+        };
+        let warns = Assertion::Warns("spec.externalIPs is deprecated".into());
+        let seen = report(&[
+            "spec.externalIPs is deprecated and may no longer be implemented in some clusters",
+        ]);
+        assert_eq!(judge(&warns, &seen, &facts()), Ok(()));
+        assert_eq!(
+            judge(&warns, &report(&[]), &facts()).unwrap_err(),
+            "expected the API server to warn \"spec.externalIPs is deprecated\" on an update of Service web, saw no warning"
+        );
+        let other = judge(&warns, &report(&["a", "b"]), &facts()).unwrap_err();
+        assert!(other.ends_with(r#"saw only "a", "b""#), "{other}");
     }
 
     fn observation(report: ProbeReport) -> Observation {

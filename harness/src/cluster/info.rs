@@ -86,8 +86,10 @@ pub async fn capacity(
         crate::kube::nodes::schedulable_nodes(client),
         pods_api.list(&unfinished)
     );
+    let pods = pods?.items;
+    let controllers = pods.iter().find_map(controllers_flag);
     let mut running: std::collections::BTreeMap<String, u64> = Default::default();
-    for pod in pods?.items {
+    for pod in pods {
         if let Some(node) = pod.spec.and_then(|s| s.node_name) {
             *running.entry(node).or_default() += 1;
         }
@@ -119,7 +121,31 @@ pub async fn capacity(
         free_pods,
         docker,
         may_switch_mode,
+        controllers,
     })
+}
+
+/// kube-controller-manager's `--controllers` value, when `pod` is its
+/// static pod (kubeadm: kube-system, `component: kube-controller-manager`)
+/// and it sets one (`*` when it does not: the default set).
+fn controllers_flag(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    use kube::ResourceExt;
+    let ours = pod.namespace().as_deref() == Some("kube-system")
+        && pod.labels().get("component").map(String::as_str) == Some("kube-controller-manager");
+    if !ours {
+        return None;
+    }
+    let container = pod.spec.as_ref()?.containers.first()?;
+    let flags = container
+        .command
+        .iter()
+        .chain(container.args.iter())
+        .flatten();
+    let set = flags
+        .filter_map(|f| f.strip_prefix("--controllers="))
+        .next_back()
+        .unwrap_or("*");
+    Some(set.to_string())
 }
 
 /// The kind cluster a kubeconfig reached, if it is one: kind sets every

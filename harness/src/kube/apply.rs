@@ -182,6 +182,59 @@ impl Applier {
         }
     }
 
+    /// The warnings the API server answers a no-op update of one object
+    /// with (an empty merge patch, `dryRun=All`: nothing is written). They
+    /// are what any write of the object as it stands would be told: a
+    /// deprecated field value, a deprecated API (v1 Endpoints).
+    pub async fn update_warnings(
+        &self,
+        namespace: &str,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<String>, ApplyError> {
+        let refused = |source| ApplyError::Refused {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            source,
+        };
+        let (ar, caps) = self.resolve(api_version, kind, name).await?;
+        let api = self.api(namespace, &ar, &caps);
+        let params = PatchParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let request = kube::core::Request::new(api.resource_url())
+            .patch(name, &params, &Patch::Merge(serde_json::json!({})))
+            .map_err(|e| refused(kube::Error::BuildRequest(e)))?;
+        let response = self
+            .client
+            .send(request.map(kube::client::Body::from))
+            .await
+            .map_err(refused)?;
+        let status = response.status();
+        let warnings = response
+            .headers()
+            .get_all(http::header::WARNING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(warning_text)
+            .collect();
+        if !status.is_success() {
+            let body = response
+                .into_body()
+                .collect_bytes()
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let status = serde_json::from_str::<kube::core::Status>(&body).unwrap_or_else(|_| {
+                kube::core::Status::failure(&body, "").with_code(status.as_u16())
+            });
+            return Err(refused(kube::Error::Api(Box::new(status))));
+        }
+        Ok(warnings)
+    }
+
     /// Applies a JSON merge patch (a case's sabotage) to one object.
     pub async fn merge_patch(
         &self,
@@ -205,5 +258,42 @@ impl Applier {
             source,
         })?;
         Ok(())
+    }
+}
+
+/// The text of one `Warning` header as the API server writes it
+/// (`299 - "text"`, RFC 7234's warn-code, agent and quoted text).
+fn warning_text(header: &str) -> String {
+    let quoted = header
+        .splitn(3, ' ')
+        .nth(2)
+        .filter(|q| q.len() >= 2 && q.starts_with('"') && q.ends_with('"'));
+    match quoted {
+        Some(q) => q[1..q.len() - 1]
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\"),
+        None => header.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warning_text;
+
+    #[test]
+    fn reads_warning_headers() {
+        assert_eq!(
+            warning_text(
+                r#"299 - "spec.trafficDistribution: \"PreferClose\" is deprecated; use \"PreferSameZone\"""#
+            ),
+            r#"spec.trafficDistribution: "PreferClose" is deprecated; use "PreferSameZone""#
+        );
+        assert_eq!(
+            warning_text(
+                r#"299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice""#
+            ),
+            "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+        );
+        assert_eq!(warning_text("garbled"), "garbled");
     }
 }

@@ -323,9 +323,9 @@ impl Check {
     /// Whether its probe can run from its placement, and each assertion
     /// (in every mode) judges what the probe reports.
     pub fn fits(&self) -> Result<(), String> {
-        if !self.from.can_run(&self.probe) {
+        if let Some(why) = self.from.cannot_run(&self.probe) {
             return Err(format!(
-                "a {} probe cannot run from `{}`: DNS goes through a client pod's resolver",
+                "a {} probe cannot run from `{}`: {why}",
                 self.probe.name(),
                 self.from.name()
             ));
@@ -363,7 +363,7 @@ impl Check {
             | Probe::Udp {
                 count, interval_ms, ..
             } => (*count, *interval_ms),
-            Probe::Tcp { .. } | Probe::Dns { .. } => (1, 0),
+            Probe::Tcp { .. } | Probe::Dns { .. } | Probe::ApiWarnings(_) => (1, 0),
         };
         let times_out = self.expect.iter().any(|a| {
             matches!(
@@ -389,6 +389,10 @@ pub enum ClientPlacement {
     OtherNodeThan(String),
     /// A client pod on a node that runs a pod matching this label selector.
     SameNodeAs(String),
+    /// A client pod on a node whose zone (`topology.kubernetes.io/zone`)
+    /// has no pod matching this label selector: what a zone-preferring
+    /// Service must fall back from.
+    OtherZoneThan(String),
     /// Any client pod.
     AnyNode,
     /// The first Ready pod matching this label selector (by name) is itself
@@ -403,6 +407,9 @@ pub enum ClientPlacement {
     /// host may still hold an ARP entry that keeps a dead announcement
     /// working). kind only; HTTP and TCP.
     ExternalContainer,
+    /// The harness itself as an API client, for an `apiWarnings` probe:
+    /// nothing goes over the data plane.
+    ApiServer,
 }
 
 impl ClientPlacement {
@@ -411,14 +418,22 @@ impl ClientPlacement {
         super::expectation::serde_name(self)
     }
 
-    /// Whether `probe` can run from here: a DNS query goes through a
-    /// pod's resolver, so not from outside the cluster.
-    pub fn can_run(&self, probe: &Probe) -> bool {
+    /// Why `probe` cannot run from here, if it cannot: a DNS query goes
+    /// through a pod's resolver, so not from outside the cluster; an API
+    /// server's warnings are asked for by the harness, and only that is.
+    pub fn cannot_run(&self, probe: &Probe) -> Option<&'static str> {
         let outside = matches!(
             self,
             ClientPlacement::External | ClientPlacement::ExternalContainer
         );
-        !(outside && matches!(probe, Probe::Dns { .. }))
+        let api = matches!(probe, Probe::ApiWarnings(_));
+        if outside && matches!(probe, Probe::Dns { .. }) {
+            Some("DNS goes through a client pod's resolver")
+        } else if api != (*self == ClientPlacement::ApiServer) {
+            Some("the API server's warnings are asked for by the harness (`from: apiServer`), and that is all it asks from there")
+        } else {
+            None
+        }
     }
 }
 
@@ -467,6 +482,20 @@ pub enum Probe {
         #[serde(default, rename = "noSearch")]
         no_search: bool,
     },
+    /// A no-op update of one object of the case's namespace (an empty merge
+    /// patch, dry run: nothing is written), sent by the harness: the
+    /// warnings the API server answers with (a deprecated field value, a
+    /// deprecated API). Only `from: apiServer`.
+    ApiWarnings(ObjectRef),
+}
+
+/// One object of the case's namespace, by API version, kind and name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
 }
 
 fn default_count() -> u32 {
@@ -493,6 +522,7 @@ impl Probe {
             Probe::Http { .. } | Probe::Udp { .. } => ReportKind::Http,
             Probe::Tcp { .. } => ReportKind::Tcp,
             Probe::Dns { .. } => ReportKind::Dns,
+            Probe::ApiWarnings(_) => ReportKind::Warnings,
         }
     }
 }
@@ -529,6 +559,9 @@ impl Probe {
             Probe::Dns {
                 name, record_type, ..
             } => format!("dns {name} {record_type}"),
+            Probe::ApiWarnings(o) => {
+                format!("warnings on a dry-run update of {} {}", o.kind, o.name)
+            }
         }
     }
 }
@@ -662,6 +695,7 @@ impl Case {
                 c.from,
                 ClientPlacement::OtherNodeThan(_)
                     | ClientPlacement::SameNodeAs(_)
+                    | ClientPlacement::OtherZoneThan(_)
                     | ClientPlacement::AnyNode
             )
         };

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 pub use svcconf_probe::{ErrorKind, Outcome};
 
 /// What a probe reports, and so what an assertion can judge: `http` (HTTP
-/// and UDP, tallied alike), `tcp` (one connection), `dns` (one query).
+/// and UDP, tallied alike), `tcp` (one connection), `dns` (one query),
+/// `warnings` (the API server's answer to a dry-run update).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportKind {
     Http,
     Tcp,
     Dns,
+    Warnings,
 }
 
 impl fmt::Display for ReportKind {
@@ -21,6 +23,7 @@ impl fmt::Display for ReportKind {
             ReportKind::Http => "http",
             ReportKind::Tcp => "tcp",
             ReportKind::Dns => "dns",
+            ReportKind::Warnings => "warnings",
         })
     }
 }
@@ -130,6 +133,9 @@ pub enum Assertion {
     /// hostname (a container outside the cluster, not a pod: what a load
     /// balancer with `ipMode: Proxy` stands for).
     AnsweredBy(String),
+    /// One of the API server's warnings contains this text (a deprecation
+    /// it announces on every write of the object).
+    Warns(String),
 }
 
 impl Assertion {
@@ -143,6 +149,7 @@ impl Assertion {
         match self {
             Assertion::TcpResult(_) => ReportKind::Tcp,
             Assertion::Rcode(_) | Assertion::Answers(_) | Assertion::Srv(_) => ReportKind::Dns,
+            Assertion::Warns(_) => ReportKind::Warnings,
             Assertion::AllOk
             | Assertion::Backends { .. }
             | Assertion::ServerPort(_)

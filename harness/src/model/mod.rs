@@ -16,7 +16,7 @@ pub use audit::{
 };
 pub use case::{
     Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ClientPods,
-    ModeSwitch, ObjectPatch, PodSecurity, Probe, Readiness, Sabotage, Step, CLIENT_NAME,
+    ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe, Readiness, Sabotage, Step, CLIENT_NAME,
     REQUEST_TIMEOUT_MS,
 };
 pub use dataplane::{unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
@@ -26,4 +26,6 @@ pub use deadlines::{
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
 pub use expectation::{Assertion, ErrorKind, Outcome, Rcode, ReportKind};
 pub use mode::{ProxyMode, UnknownProxyMode};
-pub use observation::{DnsReport, ErrorCounts, HttpReport, Observation, ProbeReport, TcpReport};
+pub use observation::{
+    DnsReport, ErrorCounts, HttpReport, Observation, ProbeReport, TcpReport, WarningsReport,
+};

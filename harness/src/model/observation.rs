@@ -28,6 +28,17 @@ pub enum ProbeReport {
     Http(HttpReport),
     Tcp(TcpReport),
     Dns(DnsReport),
+    Warnings(WarningsReport),
+}
+
+/// What the API server answered a dry-run update of one object with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarningsReport {
+    /// `Kind name`.
+    pub object: String,
+    /// Each warning's text, in the order of its headers.
+    pub warnings: Vec<String>,
 }
 
 impl ProbeReport {
@@ -36,6 +47,7 @@ impl ProbeReport {
             ProbeReport::Http(_) => super::ReportKind::Http,
             ProbeReport::Tcp(_) => super::ReportKind::Tcp,
             ProbeReport::Dns(_) => super::ReportKind::Dns,
+            ProbeReport::Warnings(_) => super::ReportKind::Warnings,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::cluster::docker::{self, KIND_NETWORK};
-use crate::model::{request_timeout_ms, Observation, Probe, ProbeReport};
+use crate::model::{request_timeout_ms, ClientPlacement, Observation, Probe, ProbeReport};
 use crate::template::Facts;
 
 use super::{parse, ProbeError};
@@ -63,12 +63,8 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             let report = svcconf_probe::tcp_probe(&target, timeout, None).await;
             (format!("tcp {target}"), target, ProbeReport::Tcp(report))
         }
-        Probe::Dns { name, .. } => {
-            return Err(ProbeError::NoReport {
-                pod: EXTERNAL_CLIENT.into(),
-                status: format!("dns {name}"),
-                stderr: "DNS checks run in a client pod, not from outside the cluster".into(),
-            })
+        Probe::Dns { .. } | Probe::ApiWarnings(_) => {
+            return Err(not_from_outside(EXTERNAL_CLIENT, probe));
         }
     };
     // The same JSON an in-pod probe prints, as evidence.
@@ -76,6 +72,7 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
         ProbeReport::Http(r) => to_json(r),
         ProbeReport::Tcp(r) => to_json(r),
         ProbeReport::Dns(r) => to_json(r),
+        ProbeReport::Warnings(r) => to_json(r),
     };
     Ok(Observation {
         client_pod: EXTERNAL_CLIENT.into(),
@@ -89,6 +86,19 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
     })
 }
 
+/// A probe that has no client outside the cluster (a case that loaded
+/// never asks: the catalog checks the fit).
+fn not_from_outside(client: &str, probe: &Probe) -> ProbeError {
+    ProbeError::NoReport {
+        pod: client.into(),
+        status: probe.describe(),
+        stderr: ClientPlacement::External
+            .cannot_run(probe)
+            .unwrap_or_default()
+            .into(),
+    }
+}
+
 /// The name evidence gives a container client.
 pub const CONTAINER_CLIENT: &str = "fresh container";
 
@@ -100,12 +110,8 @@ pub async fn run_in_container(
     probe: &Probe,
     facts: &Facts,
 ) -> Result<Observation, ProbeError> {
-    if matches!(probe, Probe::Dns { .. }) {
-        return Err(ProbeError::NoReport {
-            pod: CONTAINER_CLIENT.into(),
-            status: probe.describe(),
-            stderr: "DNS checks run in a client pod, not from outside the cluster".into(),
-        });
+    if matches!(probe, Probe::Dns { .. } | Probe::ApiWarnings(_)) {
+        return Err(not_from_outside(CONTAINER_CLIENT, probe));
     }
     let cmd = super::command(probe, facts);
     let (owned, pid) = (docker::owned_label(), docker::pid_label());

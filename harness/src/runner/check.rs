@@ -8,7 +8,9 @@ use super::case::CaseRunner;
 use super::cluster_error_chain;
 use crate::cluster;
 use crate::kube::jig::Jig;
-use crate::model::{Assertion, ClientPlacement, Probe};
+use crate::model::{
+    Assertion, ClientPlacement, ObjectRef, Observation, Probe, ProbeReport, WarningsReport,
+};
 use crate::probe;
 use crate::resolve;
 use crate::template::{Facts, PodFact};
@@ -27,32 +29,11 @@ impl CaseRunner {
         let facts = self
             .facts(jig, &check.probe, assertions, &check.from)
             .await?;
-        let obs = if check.from == ClientPlacement::External {
-            probe::external::run(&check.probe, &facts).await
-        } else if check.from == ClientPlacement::ExternalContainer {
-            let docker = self.cluster.docker.as_ref().ok_or(
-                "a check from a fresh container outside the cluster needs docker (kind clusters)",
-            )?;
-            let image = self
-                .fixtures
-                .image_map()
-                .resolve(crate::fixture::PROBE_IMAGE);
-            probe::external::run_in_container(docker, image, &check.probe, &facts).await
+        let obs = if let Probe::ApiWarnings(object) = &check.probe {
+            self.api_warnings(jig, object, &facts).await?
         } else {
-            let from = self.client_for(jig, &check.from, &facts).await?;
-            // A pod of the case's own is in the case's namespace, wherever
-            // the client pods run.
-            let own;
-            let jig = match &check.from {
-                ClientPlacement::Pod(_) => {
-                    own = Jig::new(jig.client.clone(), jig.namespace.clone());
-                    &own
-                }
-                _ => jig,
-            };
-            probe::run_in_pod(jig, &from, &check.probe, &facts).await
-        }
-        .map_err(|e| cluster_error_chain(&e))?;
+            self.probe(jig, check, &facts).await?
+        };
         evidence.push(format!(
             "check {} ({}) from {} on {} ({}): {}\n{}",
             check.name,
@@ -67,7 +48,7 @@ impl CaseRunner {
             .iter()
             .filter_map(|a| verdict::judge(a, &obs, &facts).err())
             .collect();
-        if !mismatches.is_empty() {
+        if !mismatches.is_empty() && check.from != ClientPlacement::ApiServer {
             let nodes = self.nodes_involved(check, &obs.client_node, &facts).await;
             if let Some(docker) = &self.cluster.docker {
                 for node in &nodes {
@@ -77,6 +58,69 @@ impl CaseRunner {
             self.involve(&jig.namespace, nodes);
         }
         Ok(mismatches)
+    }
+
+    /// Runs the check's probe from its placement: this process, a fresh
+    /// container, or a pod.
+    async fn probe(
+        &self,
+        jig: &Jig,
+        check: &crate::model::Check,
+        facts: &Facts,
+    ) -> Result<Observation, String> {
+        if check.from == ClientPlacement::External {
+            probe::external::run(&check.probe, facts).await
+        } else if check.from == ClientPlacement::ExternalContainer {
+            let docker = self.cluster.docker.as_ref().ok_or(
+                "a check from a fresh container outside the cluster needs docker (kind clusters)",
+            )?;
+            let image = self
+                .fixtures
+                .image_map()
+                .resolve(crate::fixture::PROBE_IMAGE);
+            probe::external::run_in_container(docker, image, &check.probe, facts).await
+        } else {
+            let from = self.client_for(jig, &check.from, facts).await?;
+            // A pod of the case's own is in the case's namespace, wherever
+            // the client pods run.
+            let own;
+            let jig = match &check.from {
+                ClientPlacement::Pod(_) => {
+                    own = Jig::new(jig.client.clone(), jig.namespace.clone());
+                    &own
+                }
+                _ => jig,
+            };
+            probe::run_in_pod(jig, &from, &check.probe, facts).await
+        }
+        .map_err(|e| cluster_error_chain(&e))
+    }
+
+    /// What the API server answers a dry-run update of `object` with.
+    async fn api_warnings(
+        &self,
+        jig: &Jig,
+        object: &ObjectRef,
+        facts: &Facts,
+    ) -> Result<Observation, String> {
+        let name = facts.render(&object.name);
+        let warnings = self
+            .applier
+            .update_warnings(&jig.namespace, &object.api_version, &object.kind, &name)
+            .await
+            .map_err(|e| cluster_error_chain(&e))?;
+        let report = WarningsReport {
+            object: format!("{} {name}", object.kind),
+            warnings,
+        };
+        Ok(Observation {
+            client_pod: "svcconf".into(),
+            client_node: "the API server".into(),
+            client_ip: String::new(),
+            command: probe::command(&Probe::ApiWarnings(object.clone()), facts),
+            raw: serde_json::to_string(&report).unwrap_or_default(),
+            report: ProbeReport::Warnings(report),
+        })
     }
 
     /// Whose proxy rules explain a failed check: the client pod's node; for
@@ -99,7 +143,7 @@ impl CaseRunner {
             Probe::Http { target, .. } | Probe::Udp { target, .. } | Probe::Tcp { target } => {
                 facts.render(target)
             }
-            Probe::Dns { .. } => return Vec::new(),
+            Probe::Dns { .. } | Probe::ApiWarnings(_) => return Vec::new(),
         };
         let host = target
             .rsplit_once(':')
@@ -128,6 +172,7 @@ impl CaseRunner {
             Probe::Http { target, path, .. } => vec![target.clone(), path.clone()],
             Probe::Tcp { target } | Probe::Udp { target, .. } => vec![target.clone()],
             Probe::Dns { name, .. } => vec![name.clone()],
+            Probe::ApiWarnings(object) => vec![object.name.clone()],
         };
         let mut selectors = BTreeSet::new();
         for a in assertions {
@@ -151,18 +196,25 @@ impl CaseRunner {
                 }
                 Assertion::BackendsInClientZone(pods) => {
                     selectors.insert(pods.clone());
-                    facts.zones = crate::kube::nodes::zones(&jig.client)
-                        .await
-                        .map_err(|e| cluster_error_chain(&e))?;
                 }
                 _ => {}
             }
         }
         if let ClientPlacement::OtherNodeThan(s)
         | ClientPlacement::SameNodeAs(s)
+        | ClientPlacement::OtherZoneThan(s)
         | ClientPlacement::Pod(s) = from
         {
             selectors.insert(s.clone());
+        }
+        let by_zone = matches!(from, ClientPlacement::OtherZoneThan(_))
+            || assertions
+                .iter()
+                .any(|a| matches!(a, Assertion::BackendsInClientZone(_)));
+        if by_zone {
+            facts.zones = crate::kube::nodes::zones(&jig.client)
+                .await
+                .map_err(|e| cluster_error_chain(&e))?;
         }
         facts.vars.extend(resolve::vars(jig, &templates).await?);
         for selector in selectors {
@@ -206,12 +258,26 @@ impl CaseRunner {
             ClientPlacement::AnyNode => (clients.first(), "any node".to_string()),
             ClientPlacement::External
             | ClientPlacement::ExternalContainer
+            | ClientPlacement::ApiServer
             | ClientPlacement::Pod(_) => (None, "outside the cluster (not a pod)".to_string()),
             ClientPlacement::OtherNodeThan(sel) => {
                 let busy = nodes_of(sel);
                 (
                     clients.iter().find(|c| !busy.contains(&c.node)),
                     format!("a node without pods {sel} (they run on {})", join(&busy)),
+                )
+            }
+            ClientPlacement::OtherZoneThan(sel) => {
+                let zone_of = |node: &String| facts.zones.get(node).cloned().flatten();
+                let busy: BTreeSet<String> = nodes_of(sel).iter().filter_map(zone_of).collect();
+                (
+                    clients
+                        .iter()
+                        .find(|c| zone_of(&c.node).is_some_and(|z| !busy.contains(&z))),
+                    format!(
+                        "a node in a zone without pods {sel} (they run in zones {})",
+                        join(&busy)
+                    ),
                 )
             }
             ClientPlacement::SameNodeAs(sel) => {
