@@ -14,7 +14,7 @@ use crate::cluster::{self, docker_has_image, Kind, Kit, KubeconfigSource};
 use crate::fixture::{Fixtures, PROBE_IMAGE, SVCCONF_IMAGE};
 use crate::kube::manifest::ImageMap;
 use crate::migrate::Migration;
-use crate::model::{Addon, Case, Event, ProxyMode, Variant};
+use crate::model::{Addon, Case, Event, IpFamilies, IpFamily, ProxyMode, Variant};
 use crate::report::{
     JsonReporter, JunitReporter, Reporter, Reporters, SonobuoyResults, TerminalReporter,
 };
@@ -153,6 +153,7 @@ impl MigrateArgs {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 proxy_mode: None,
+                ip_family: None,
                 kubernetes_version: None,
                 image_map: self.image_map.clone(),
                 probe_image: self.probe_image.clone(),
@@ -207,6 +208,12 @@ struct Target {
     /// cluster runs (default: detected; a mismatch is an error).
     #[arg(long, value_parser = parse_modes)]
     proxy_mode: Option<Modes>,
+    /// IP families: ipv4, ipv6 or dual (every case once per family). kind:
+    /// the clusters' `networking.ipFamily` (default ipv4). kubeconfig: the
+    /// families to run (default: every family the nodes have addresses of;
+    /// one they lack is an error).
+    #[arg(long, value_name = "FAMILY", value_parser = parse_ip_family)]
+    ip_family: Option<IpFamilies>,
     /// kind: the Kubernetes version of the node image (default: the kit's
     /// default version; without a kit, kind's own image).
     #[arg(long, value_name = "VERSION")]
@@ -309,6 +316,11 @@ impl RunArgs {
 
 fn parse_range(s: &str) -> Result<AddressRange, String> {
     s.parse()
+}
+
+fn parse_ip_family(s: &str) -> Result<IpFamilies, String> {
+    s.parse()
+        .map_err(|e: crate::model::UnknownIpFamily| e.to_string())
 }
 
 fn parse_mode(s: &str) -> Result<ProxyMode, String> {
@@ -685,7 +697,7 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
             )));
         }
     }
-    let (provider, modes, fixtures) = if !kind_provider {
+    let (provider, modes, families, fixtures) = if !kind_provider {
         if target.kubernetes_version.is_some() || args.node_image.is_some() {
             return Err(Error::BadInput(
                 "--kubernetes-version and --node-image choose kind node images; your cluster runs what it runs".into(),
@@ -705,6 +717,26 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
                 vec![mode.map_err(Error::BadInput)?]
             }
         };
+        let has = cluster::families(&client).await.map_err(|e| {
+            Error::BadInput(format!(
+                "reading the cluster's nodes: {}",
+                cluster::error_chain(&e)
+            ))
+        })?;
+        let families = match target.ip_family {
+            Some(asked) => {
+                let families = asked.families();
+                if let Some(missing) = families.iter().find(|f| !has.contains(f)) {
+                    return Err(Error::BadInput(format!(
+                        "--ip-family {asked}: the cluster's nodes have no {missing} InternalIP (they have {})",
+                        IpFamilies::of(&has).map_or("none".to_string(), |f| f.to_string())
+                    )));
+                }
+                families
+            }
+            None if has.is_empty() => vec![IpFamily::Ipv4],
+            None => has,
+        };
         let fixtures = Fixtures::new(project.clone(), image_map(target, kit.as_ref(), local)?);
         let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
         let provider = Provider::Kubeconfig {
@@ -712,7 +744,7 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
             kind,
             preload: vec![probe],
         };
-        (provider, modes, fixtures)
+        (provider, modes, families, fixtures)
     } else {
         let modes = match &target.proxy_mode {
             Some(Modes(asked)) => {
@@ -749,8 +781,10 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
             node_image,
             preload,
             configs: project,
+            ip_family: target.ip_family.unwrap_or_default(),
         };
-        (provider, modes, fixtures)
+        let families = target.ip_family.unwrap_or_default().families();
+        (provider, modes, families, fixtures)
     };
     let fixtures = Arc::new(fixtures);
     let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();
@@ -765,6 +799,7 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
     Ok(Prepared {
         plan: RunPlan {
             modes,
+            families,
             cases: selected,
             variants,
             concurrency: args.concurrency,

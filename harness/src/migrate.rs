@@ -355,6 +355,7 @@ mod tests {
         CaseResult {
             key: CaseKey {
                 mode,
+                family: None,
                 suite: "routing".into(),
                 case: case.into(),
                 variant: Variant::Plain,

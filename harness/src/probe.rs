@@ -41,7 +41,11 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
         } => {
             cmd.extend([
                 "http".into(),
-                format!("http://{}{}", facts.render(target), facts.render(path)),
+                format!(
+                    "http://{}{}",
+                    facts.render_target(target),
+                    facts.render(path)
+                ),
                 "--count".into(),
                 count.to_string(),
                 "--timeout-ms".into(),
@@ -54,7 +58,7 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
         Probe::Tcp { target } => {
             cmd.extend([
                 "tcp".into(),
-                facts.render(target),
+                facts.render_target(target),
                 "--timeout-ms".into(),
                 request_timeout_ms().to_string(),
             ]);
@@ -67,7 +71,7 @@ pub fn command(probe: &Probe, facts: &Facts) -> Vec<String> {
         } => {
             cmd.extend([
                 "udp".into(),
-                facts.render(target),
+                facts.render_target(target),
                 "--count".into(),
                 count.to_string(),
                 "--timeout-ms".into(),

@@ -18,7 +18,7 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
         let value = match &placeholder {
             Placeholder::ClusterIp { namespace, service } => {
                 let ns = namespace.clone().unwrap_or_else(|| jig.namespace.clone());
-                Jig::new(jig.client.clone(), ns)
+                jig.in_namespace(ns)
                     .cluster_ip(service)
                     .await
                     .map_err(|e| crate::cluster::error_chain(&e))?
@@ -28,7 +28,7 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
             Placeholder::NodeIp(pick) => node_ip(jig, pick).await?,
             Placeholder::SpareIp(pick) => {
                 let node_ip = node_ip(jig, pick).await?;
-                spare_ip(&node_ip, &jig.namespace)?
+                spare_ip(&node_ip, &jig.namespace)
             }
             Placeholder::NodePort { service } => {
                 nodes::service_port(jig, service, nodes::ServicePort::NodePort).await?
@@ -41,11 +41,20 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
                     .ingress(service)
                     .await
                     .map_err(|e| crate::cluster::error_chain(&e))?;
-                let first = ingress.split(',').next().unwrap_or_default();
-                if first.is_empty() {
-                    return Err(format!("Service {service} has no EXTERNAL-IP (Pending)"));
+                let ingress: Vec<&str> = ingress.split(',').filter(|i| !i.is_empty()).collect();
+                match jig.family.pick(&ingress) {
+                    Some(ip) => ip.to_string(),
+                    None if ingress.is_empty() => {
+                        return Err(format!("Service {service} has no EXTERNAL-IP (Pending)"))
+                    }
+                    None => {
+                        return Err(format!(
+                            "Service {service} has no {} EXTERNAL-IP (it has {})",
+                            jig.family,
+                            ingress.join(", ")
+                        ))
+                    }
                 }
-                first.to_string()
             }
             Placeholder::ServiceCidrIp(n) => {
                 let cidr = service_cidr::of_namespace(&jig.client, &jig.namespace)
@@ -59,8 +68,10 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
                     })?;
                 service_cidr::address(&cidr, *n)?
             }
+            Placeholder::DocumentationIp(n) => jig.family.documentation_ip(*n),
             Placeholder::ContainerIp { name } => {
-                docker::container_ip(&docker::container_name(&jig.namespace, name)).await?
+                docker::container_ip(&docker::container_name(&jig.namespace, name), jig.family)
+                    .await?
             }
         };
         vars.insert(placeholder.key(), value);
@@ -85,7 +96,7 @@ pub async fn node_ip(jig: &Jig, pick: &NodePick) -> Result<String, String> {
 
 /// `(name, InternalIP)` of the node `pick` means.
 pub async fn node(jig: &Jig, pick: &NodePick) -> Result<(String, String), String> {
-    let nodes = nodes::internal_ips(&jig.client)
+    let nodes = nodes::internal_ips(&jig.client, Some(jig.family))
         .await
         .map_err(|e| format!("listing nodes: {e}"))?;
     let pod_nodes: BTreeSet<String> = match pick {
@@ -115,15 +126,25 @@ pub async fn node(jig: &Jig, pick: &NodePick) -> Result<(String, String), String
 /// docker network all kind clusters share) apart; it assumes that network
 /// is a /16 (kind's default) whose allocations stay below `a.b.200.0`
 /// (docker counts up from `a.b.0.2`).
-pub fn spare_ip(node_ip: &str, namespace: &str) -> Result<String, String> {
-    let ip: std::net::Ipv4Addr = node_ip
-        .parse()
-        .map_err(|_| format!("node address {node_ip} is not IPv4: no spare address next to it"))?;
-    let [a, b, _, _] = ip.octets();
+///
+/// IPv6: the node's /64 (kind's IPv6 subnet is one), `::X:Y` with X in
+/// 0xc8..0xfa, above what docker hands out.
+pub fn spare_ip(node_ip: &str, namespace: &str) -> String {
     let h = template::namespace_hash(namespace);
     let x = 200 + (h % 50) as u8;
     let y = 2 + ((h / 50) % 250) as u8;
-    Ok(std::net::Ipv4Addr::new(a, b, x, y).to_string())
+    match node_ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let [a, b, c, d, ..] = ip.segments();
+            std::net::Ipv6Addr::new(a, b, c, d, 0, 0, x.into(), y.into()).to_string()
+        }
+        _ => {
+            let [a, b, ..] = node_ip
+                .parse::<std::net::Ipv4Addr>()
+                .map_or([0; 4], |ip| ip.octets());
+            std::net::Ipv4Addr::new(a, b, x, y).to_string()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,18 +153,20 @@ mod tests {
 
     #[test]
     fn spare_addresses_differ_per_namespace_and_stay_in_the_network() {
-        let a = spare_ip("172.18.0.7", "svcconf-external-ips-abcde").unwrap();
-        let b = spare_ip("172.18.0.7", "svcconf-external-ips-abcdf").unwrap();
+        let a = spare_ip("172.18.0.7", "svcconf-external-ips-abcde");
+        let b = spare_ip("172.18.0.7", "svcconf-external-ips-abcdf");
         assert_ne!(a, b);
-        assert_eq!(
-            a,
-            spare_ip("172.18.0.3", "svcconf-external-ips-abcde").unwrap()
-        );
+        assert_eq!(a, spare_ip("172.18.0.3", "svcconf-external-ips-abcde"));
         for ip in [&a, &b] {
             let [p, q, x, y] = ip.parse::<std::net::Ipv4Addr>().unwrap().octets();
             assert_eq!((p, q), (172, 18));
             assert!((200..250).contains(&x) && (2..252).contains(&y), "{ip}");
         }
-        assert!(spare_ip("fc00::7", "ns").unwrap_err().contains("not IPv4"));
+        let v6 = spare_ip("fc00:f853:ccd:e793::7", "svcconf-external-ips-abcde");
+        let [p, q, r, s, 0, 0, x, y] = v6.parse::<std::net::Ipv6Addr>().unwrap().segments() else {
+            panic!("{v6}")
+        };
+        assert_eq!((p, q, r, s), (0xfc00, 0xf853, 0xccd, 0xe793));
+        assert!((200..250).contains(&x) && (2..252).contains(&y), "{v6}");
     }
 }

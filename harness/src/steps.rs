@@ -3,6 +3,8 @@
 //! the case's jig. Patches are rendered first, so they may use the same
 //! placeholders as checks (`${spareIP:1}`).
 
+use std::time::Duration;
+
 use crate::cluster::command;
 use crate::cluster::docker::{self, DOCKER_DEADLINE};
 use crate::cluster::proxy_mode;
@@ -16,6 +18,9 @@ use crate::model::{scaled, Action, ObjectPatch, Probe, ProbeReport, ProxyMode};
 use crate::probe;
 use crate::resolve;
 use crate::template::{render_json, strings, Facts, NodePick};
+
+/// How long an `httpGet` step action retries a pod that does not answer.
+const HTTP_GET_DEADLINE: Duration = Duration::from_secs(10);
 
 async fn facts_for(jig: &Jig, templates: &[String]) -> Result<Facts, String> {
     Ok(Facts {
@@ -103,7 +108,7 @@ pub async fn perform(
                 .render(address);
             let docker = command::which("docker")
                 .ok_or_else(|| "placing an address on a node needs docker (kind)".to_string())?;
-            let cidr = format!("{address}/32");
+            let cidr = crate::model::host_prefix(&address);
             let args = ["exec", &node, "ip", "addr", "add", &cidr, "dev", "eth0"];
             // After it: the address may have been there already, and then
             // it is not the case's to remove.
@@ -121,7 +126,7 @@ pub async fn perform(
             let mut templates = Vec::new();
             strings(object, &mut templates);
             let facts = facts_for(jig, &templates).await?;
-            let rendered = render_json(object, &facts);
+            let rendered = jig.manifest(&render_json(object, &facts));
             applier
                 .apply(&jig.namespace, &rendered)
                 .await
@@ -163,21 +168,22 @@ pub async fn perform(
             command::run(&docker, &cmd, scaled(DOCKER_DEADLINE))
                 .await
                 .map_err(|e| e.to_string())?;
-            let ip = docker::container_ip(&container)
+            let ip = docker::container_ip(&container, jig.family)
                 .await
                 .unwrap_or_else(|e| format!("an unknown address ({e})"));
             Ok(format!("started container {container} ({image}) at {ip}"))
         }
         Action::ServiceCidr {} => {
             let client = applier.client();
-            let (name, cidr) = service_cidr::claim(client, &jig.namespace, async |name: &str| {
-                defer(Undo::ServiceCidr {
-                    name: name.to_string(),
+            let (name, cidr) =
+                service_cidr::claim(client, &jig.namespace, jig.family, async |name: &str| {
+                    defer(Undo::ServiceCidr {
+                        name: name.to_string(),
+                    })
+                    .await
                 })
                 .await
-            })
-            .await
-            .map_err(|e| crate::cluster::error_chain(&e))?;
+                .map_err(|e| crate::cluster::error_chain(&e))?;
             service_cidr::wait_ready(client, &name, scaled(service_cidr::READY_DEADLINE))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -263,26 +269,41 @@ pub async fn perform(
                 interval_ms: 0,
             };
             let cmd = probe::command(&probe, &Facts::default());
-            let out = exec::exec(
-                &jig.client,
-                &jig.clients,
-                &client.name,
-                &cmd,
-                probe::deadline(&probe),
-            )
-            .await
-            .map_err(|e| crate::cluster::error_chain(&e))?;
-            match probe::parse(&probe, &out.stdout) {
-                Some(ProbeReport::Http(r)) if r.ok == 1 => Ok(format!(
-                    "GET {path} on pod {} ({}) from {}: answered",
-                    target.name, target.ip, client.name
-                )),
-                _ => Err(format!(
-                    "expected GET http://{}:{port}{path} (pod {}) to answer 200, saw {}",
-                    target.ip,
-                    target.name,
-                    out.stdout.trim()
-                )),
+            // Until answered, within a deadline: the kubelet's readiness
+            // probe reaches a pod on its first address only, and on a
+            // dual-stack cluster a Ready pod's IPv6 address was seen to
+            // answer about a second later (duplicate address detection).
+            let deadline = tokio::time::Instant::now() + scaled(HTTP_GET_DEADLINE);
+            loop {
+                let out = exec::exec(
+                    &jig.client,
+                    &jig.clients,
+                    &client.name,
+                    &cmd,
+                    probe::deadline(&probe),
+                )
+                .await
+                .map_err(|e| crate::cluster::error_chain(&e))?;
+                match probe::parse(&probe, &out.stdout) {
+                    Some(ProbeReport::Http(r)) if r.ok == 1 => {
+                        return Ok(format!(
+                            "GET {path} on pod {} ({}) from {}: answered",
+                            target.name, target.ip, client.name
+                        ))
+                    }
+                    _ if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(500)).await
+                    }
+                    _ => {
+                        return Err(format!(
+                            "expected GET {} (pod {}) to answer 200 within {}s, saw {}",
+                            probe::command(&probe, &Facts::default())[2],
+                            target.name,
+                            scaled(HTTP_GET_DEADLINE).as_secs(),
+                            out.stdout.trim()
+                        ))
+                    }
+                }
             }
         }
     }

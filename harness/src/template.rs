@@ -57,6 +57,11 @@ impl Facts {
         out
     }
 
+    /// Renders a probe's `host:port` target, an IPv6 host in brackets.
+    pub fn render_target(&self, target: &str) -> String {
+        crate::model::bracket_host(&self.render(target))
+    }
+
     /// Renders each template; one that renders to a comma-separated list
     /// (a multi-valued placeholder such as `${podIPs:app=web}`) contributes
     /// each of its items. Empty items are dropped, so "no pods" is an empty
@@ -105,6 +110,9 @@ pub enum Placeholder {
     /// `${serviceCIDRIP:<n>}`: the n-th address of the Service range a
     /// `serviceCIDR` step added (`1` is the first allocatable).
     ServiceCidrIp(u32),
+    /// `${documentationIP:<n>}`: the n-th address of the run family's
+    /// documentation range (192.0.2.n, 2001:db8::n in hex), which no pod has.
+    DocumentationIp(u8),
 }
 
 /// Which node a `${nodeIP:...}` means. Nodes are taken in name order.
@@ -206,6 +214,8 @@ impl Placeholder {
             "loadBalancerIP" => Placeholder::LoadBalancerIp { service: service() },
             // An unreadable index asks for an address no range has.
             "serviceCIDRIP" => Placeholder::ServiceCidrIp(arg.parse().unwrap_or(0)),
+            // An unreadable index stays as written, as an unknown name does.
+            "documentationIP" => Placeholder::DocumentationIp(arg.parse().ok()?),
             _ => return None,
         })
     }
@@ -232,6 +242,7 @@ impl Placeholder {
             Placeholder::ContainerIp { name } => ("containerIP", name.clone()),
             Placeholder::LoadBalancerIp { service } => ("loadBalancerIP", service.clone()),
             Placeholder::ServiceCidrIp(n) => ("serviceCIDRIP", n.to_string()),
+            Placeholder::DocumentationIp(n) => ("documentationIP", n.to_string()),
         };
         format!("{name}:{arg}")
     }

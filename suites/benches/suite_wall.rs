@@ -202,7 +202,7 @@ async fn round(session: &Session, mode: ProxyMode, cases: &[Case], concurrency: 
         let (runner, permits) = (runner.clone(), permits.clone());
         async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
-            session.run_case(&runner, case, variant).await
+            session.run_case(&runner, case, variant, None).await
         }
     });
     let results = futures::future::join_all(runs).await;

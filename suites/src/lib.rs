@@ -13,7 +13,7 @@ use svcconf_harness::catalog::{CatalogError, Project};
 use svcconf_harness::cluster::{self, docker_has_image, Kind, Kit};
 use svcconf_harness::fixture::{Fixtures, PROBE_IMAGE};
 use svcconf_harness::kube::manifest::ImageMap;
-use svcconf_harness::model::Catalog;
+use svcconf_harness::model::{Catalog, IpFamilies, UnknownIpFamily};
 use svcconf_harness::runner::Provider;
 
 /// The catalog these cases are compiled into.
@@ -71,7 +71,19 @@ pub async fn kind_provider(
         node_image,
         preload,
         configs: project.clone(),
+        ip_family: ip_family()?,
     })
+}
+
+/// `SVCCONF_IP_FAMILY` (ipv4, ipv6, dual; default ipv4): the clusters'
+/// IP families, every case run once per family.
+pub fn ip_family() -> Result<IpFamilies, String> {
+    match env_value("SVCCONF_IP_FAMILY") {
+        Some(v) => v
+            .parse()
+            .map_err(|e: UnknownIpFamily| format!("SVCCONF_IP_FAMILY: {e}")),
+        None => Ok(IpFamilies::Ipv4),
+    }
 }
 
 /// A set, non-empty environment variable.

@@ -104,7 +104,9 @@ impl Shared {
     async fn trial(&self, key: &CaseKey, case: &Case) -> Result<(), Failed> {
         let session = self.session().await.map_err(Failed::from)?;
         let runner = session.runner(key.mode).await.map_err(Failed::from)?;
-        let result = session.run_case(&runner, case, key.variant).await;
+        let result = session
+            .run_case(&runner, case, key.variant, key.family)
+            .await;
         match result.outcome {
             CaseOutcome::Passed | CaseOutcome::Skipped { .. } => Ok(()),
             CaseOutcome::Failed { message } | CaseOutcome::Error { message } => {
@@ -167,6 +169,13 @@ fn main() -> ExitCode {
     };
     let cases: Arc<Vec<Case>> = Arc::new(catalog.cases().to_vec());
     let modes = modes();
+    let families = match svcconf_suites::ip_family() {
+        Ok(f) => runner::named_families(&f.families()),
+        Err(e) => {
+            eprintln!("svcconf: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let junit = std::env::var_os("SVCCONF_JUNIT")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/svcconf-junit.xml"));
@@ -204,16 +213,20 @@ fn main() -> ExitCode {
             .enumerate()
             .map(|(i, (case, variant))| ((case.name.as_str(), *variant), i))
             .collect();
-        move |key: &CaseKey| rank[&(key.case.as_str(), key.variant)]
+        move |key: &CaseKey| (key.family, rank[&(key.case.as_str(), key.variant)])
     };
     let mut trials = Vec::new();
     let mut planned = Vec::new();
     for (m, &mode) in modes.iter().enumerate() {
         let unavailable = cluster::mode_unavailable(mode);
-        for case in cases.iter() {
+        for (case, &family) in cases
+            .iter()
+            .flat_map(|c| families.iter().map(move |f| (c, f)))
+        {
             for variant in [Variant::Plain, Variant::Sabotaged] {
                 let key = CaseKey {
                     mode,
+                    family,
                     suite: case.suite.clone(),
                     case: case.name.clone(),
                     variant,

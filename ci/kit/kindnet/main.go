@@ -2,10 +2,12 @@
 // module the Go module proxy does not serve.
 //
 // It does the three things a kind cluster needs from its CNI and nothing more:
-// it writes this node's CNI config (ptp + host-local over the node's podCIDR),
-// routes every other node's podCIDR through that node's InternalIP, and
-// masquerades pod traffic that leaves the cluster's pod range. Traffic between
-// pods keeps its source address, which svcconf's source-IP cases rely on.
+// it writes this node's CNI config (ptp + host-local over the node's podCIDRs),
+// routes every other node's podCIDRs through that node's InternalIP of the same
+// family, and masquerades pod traffic that leaves the cluster's pod range. Traffic
+// between pods keeps its source address, which svcconf's source-IP cases rely on.
+// IPv4, IPv6 and dual-stack clusters alike: kind hands POD_SUBNET as one CIDR or
+// as a comma-separated pair, one per family.
 package main
 
 import (
@@ -32,9 +34,9 @@ import (
 const cniConfFile = "10-kindnet.conflist"
 
 type agent struct {
-	nodeName  string
-	podSubnet *net.IPNet
-	confDir   string
+	nodeName   string
+	podSubnets []*net.IPNet
+	confDir    string
 }
 
 func main() {
@@ -42,11 +44,13 @@ func main() {
 	if a.nodeName == "" {
 		log.Fatal("NODE_NAME is not set")
 	}
-	_, subnet, err := net.ParseCIDR(os.Getenv("POD_SUBNET"))
-	if err != nil {
-		log.Fatalf("POD_SUBNET %q: %v", os.Getenv("POD_SUBNET"), err)
+	for _, c := range strings.Split(os.Getenv("POD_SUBNET"), ",") {
+		_, subnet, err := net.ParseCIDR(strings.TrimSpace(c))
+		if err != nil {
+			log.Fatalf("POD_SUBNET %q: %v", os.Getenv("POD_SUBNET"), err)
+		}
+		a.podSubnets = append(a.podSubnets, subnet)
 	}
-	a.podSubnet = subnet
 
 	// kind hands us the API server's address so we need not wait for
 	// kube-proxy to program the kubernetes Service first.
@@ -65,8 +69,10 @@ func main() {
 		log.Fatalf("client: %v", err)
 	}
 
-	if err := a.ensureMasquerade(); err != nil {
-		log.Fatalf("masquerade rule: %v", err)
+	for _, subnet := range a.podSubnets {
+		if err := ensureMasquerade(subnet); err != nil {
+			log.Fatalf("masquerade rule: %v", err)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -87,7 +93,7 @@ func main() {
 		log.Fatalf("node handler: %v", err)
 	}
 	factory.Start(ctx.Done())
-	log.Printf("kindnetd (svcconf) on %s, pod subnet %s", a.nodeName, a.podSubnet)
+	log.Printf("kindnetd (svcconf) on %s, pod subnets %v", a.nodeName, a.podSubnets)
 	<-ctx.Done()
 	factory.Shutdown()
 }
@@ -99,46 +105,52 @@ func envOr(name, def string) string {
 	return def
 }
 
-// reconcile writes our CNI config for our own node and a route for any other.
+// reconcile writes our CNI config for our own node and routes for any other.
 func (a *agent) reconcile(node *corev1.Node) error {
-	cidr := podCIDR(node)
-	if cidr == nil {
+	cidrs := podCIDRs(node)
+	if len(cidrs) == 0 {
 		return nil // the node-ipam controller has not assigned one yet
 	}
 	if node.Name == a.nodeName {
-		return a.writeCNIConfig(cidr)
+		return a.writeCNIConfig(cidrs)
 	}
-	gw := internalIPv4(node)
-	if gw == nil {
-		return fmt.Errorf("no IPv4 InternalIP")
+	for _, cidr := range cidrs {
+		gw := internalIP(node, isIPv4(cidr.IP))
+		if gw == nil {
+			return fmt.Errorf("no InternalIP of the family of %s", cidr)
+		}
+		route := netlink.Route{Dst: cidr, Gw: gw}
+		if err := netlink.RouteReplace(&route); err != nil {
+			return fmt.Errorf("route %s via %s: %w", cidr, gw, err)
+		}
+		log.Printf("route %s via %s (%s)", cidr, gw, node.Name)
 	}
-	route := netlink.Route{Dst: cidr, Gw: gw}
-	if err := netlink.RouteReplace(&route); err != nil {
-		return fmt.Errorf("route %s via %s: %w", cidr, gw, err)
-	}
-	log.Printf("route %s via %s (%s)", cidr, gw, node.Name)
 	return nil
 }
 
-func podCIDR(node *corev1.Node) *net.IPNet {
+func isIPv4(ip net.IP) bool { return ip.To4() != nil }
+
+// podCIDRs are the node's pod ranges, one per family, primary first.
+func podCIDRs(node *corev1.Node) []*net.IPNet {
 	cidrs := node.Spec.PodCIDRs
 	if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
 		cidrs = []string{node.Spec.PodCIDR}
 	}
+	var out []*net.IPNet
 	for _, c := range cidrs {
-		if _, n, err := net.ParseCIDR(c); err == nil && n.IP.To4() != nil {
-			return n
+		if _, n, err := net.ParseCIDR(c); err == nil {
+			out = append(out, n)
 		}
 	}
-	return nil
+	return out
 }
 
-func internalIPv4(node *corev1.Node) net.IP {
+func internalIP(node *corev1.Node, v4 bool) net.IP {
 	for _, addr := range node.Status.Addresses {
 		if addr.Type != corev1.NodeInternalIP {
 			continue
 		}
-		if ip := net.ParseIP(addr.Address); ip != nil && ip.To4() != nil {
+		if ip := net.ParseIP(addr.Address); ip != nil && isIPv4(ip) == v4 {
 			return ip
 		}
 	}
@@ -146,7 +158,16 @@ func internalIPv4(node *corev1.Node) net.IP {
 }
 
 // writeCNIConfig atomically writes the conflist the kubelet's CNI loads.
-func (a *agent) writeCNIConfig(cidr *net.IPNet) error {
+func (a *agent) writeCNIConfig(cidrs []*net.IPNet) error {
+	var ranges, routes []any
+	for _, cidr := range cidrs {
+		ranges = append(ranges, []any{map[string]any{"subnet": cidr.String()}})
+		dst := "::/0"
+		if isIPv4(cidr.IP) {
+			dst = "0.0.0.0/0"
+		}
+		routes = append(routes, map[string]any{"dst": dst})
+	}
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
 		"name":       "kindnet",
@@ -158,8 +179,8 @@ func (a *agent) writeCNIConfig(cidr *net.IPNet) error {
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"dataDir": "/run/cni-ipam-state",
-					"routes":  []any{map[string]any{"dst": "0.0.0.0/0"}},
-					"ranges":  []any{[]any{map[string]any{"subnet": cidr.String()}}},
+					"routes":  routes,
+					"ranges":  ranges,
 				},
 			},
 			map[string]any{"type": "portmap", "capabilities": map[string]any{"portMappings": true}},
@@ -180,20 +201,25 @@ func (a *agent) writeCNIConfig(cidr *net.IPNet) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	log.Printf("wrote %s for %s", path, cidr)
+	log.Printf("wrote %s for %v", path, cidrs)
 	return nil
 }
 
-// ensureMasquerade SNATs pod traffic bound outside the pod range, once.
-func (a *agent) ensureMasquerade() error {
-	spec := []string{"-s", a.podSubnet.String(), "!", "-d", a.podSubnet.String(),
+// ensureMasquerade SNATs pod traffic bound outside the pod range, once, with
+// iptables or ip6tables after the range's family.
+func ensureMasquerade(subnet *net.IPNet) error {
+	tool := "ip6tables"
+	if isIPv4(subnet.IP) {
+		tool = "iptables"
+	}
+	spec := []string{"-s", subnet.String(), "!", "-d", subnet.String(),
 		"-m", "comment", "--comment", "svcconf kindnet masquerade", "-j", "MASQUERADE"}
-	if exec.Command("iptables", append([]string{"-t", "nat", "-C", "POSTROUTING"}, spec...)...).Run() == nil {
+	if exec.Command(tool, append([]string{"-t", "nat", "-C", "POSTROUTING"}, spec...)...).Run() == nil {
 		return nil
 	}
 	add := append([]string{"-t", "nat", "-A", "POSTROUTING"}, spec...)
-	if out, err := exec.Command("iptables", add...).CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables %s: %v: %s", strings.Join(add, " "), err, out)
+	if out, err := exec.Command(tool, add...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %v: %s", tool, strings.Join(add, " "), err, out)
 	}
 	return nil
 }

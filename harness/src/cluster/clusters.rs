@@ -19,7 +19,7 @@ use crate::catalog::{CatalogError, Project};
 use crate::kube::apply::Applier;
 use crate::kube::namespace;
 use crate::kube::wait::WaitError;
-use crate::model::{scaled, ClusterInfo, Deadlines, ProxyMode};
+use crate::model::{scaled, ClusterInfo, Deadlines, IpFamilies, ProxyMode};
 
 /// `kind export logs` of a 3-node cluster.
 const LOGS_DEADLINE: Duration = Duration::from_secs(180);
@@ -36,6 +36,8 @@ pub enum Provider {
         preload: Vec<String>,
         /// The catalog, whose `kind-configs/<mode>.yaml` make the clusters.
         configs: Project,
+        /// The IP families the clusters are made with (`networking.ipFamily`).
+        ip_family: IpFamilies,
     },
     /// The cluster a kubeconfig points at, whatever mode it runs.
     Kubeconfig {
@@ -68,6 +70,8 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot derive the kind config of {cluster}: {problem}")]
+    KindConfig { cluster: String, problem: String },
     #[error("cluster {cluster}: {problem}")]
     MixedModes { cluster: String, problem: String },
     #[error("cluster {cluster} runs kube-proxy in {detected}, not {wanted}")]
@@ -122,8 +126,9 @@ impl Clusters {
                 node_image,
                 preload,
                 configs,
+                ip_family,
             } => {
-                let name = format!("svcconf-{mode}");
+                let name = kind_name(mode, *ip_family);
                 let existed = kind.clusters().await?.contains(&name);
                 // Recorded before creating, so an interrupted create is deleted too.
                 self.tracked.lock().await.push(Tracked {
@@ -141,11 +146,16 @@ impl Clusters {
                         node_image.as_deref().unwrap_or("kind's default")
                     ));
                 }
-                let config_text = configs.kind_config(mode)?;
+                let config_text =
+                    cluster::kind::kind_config_for_families(configs.kind_config(mode)?, *ip_family)
+                        .map_err(|problem| ClusterError::KindConfig {
+                            cluster: name.clone(),
+                            problem: format!("kind-configs/{mode}.yaml: {problem}"),
+                        })?;
                 // kind reads its config from a file.
                 let config = std::env::temp_dir()
                     .join(format!("svcconf-{name}-{}.kind.yaml", std::process::id()));
-                std::fs::write(&config, config_text).map_err(|source| ClusterError::Config {
+                std::fs::write(&config, &config_text).map_err(|source| ClusterError::Config {
                     path: config.clone(),
                     source,
                 })?;
@@ -167,7 +177,7 @@ impl Clusters {
                     progress(format!("loading {} into {name}", preload.join(", ")));
                     kind.load_images(&name, preload).await?;
                 }
-                let nodes = kind_config_nodes(config_text);
+                let nodes = kind_config_nodes(&config_text);
                 progress(format!(
                     "waiting for {nodes} nodes Ready, kube-proxy and CoreDNS in {name}"
                 ));
@@ -431,6 +441,15 @@ fn check_mode(info: &ClusterInfo) -> Result<(), ClusterError> {
 }
 
 /// Nodes a kind config declares (one control plane when it says nothing).
+/// `svcconf-<mode>`, and `-dual` / `-ipv6` after it for those families, so
+/// a kept cluster of one family is never reused for another.
+pub fn kind_name(mode: ProxyMode, families: IpFamilies) -> String {
+    match families {
+        IpFamilies::Ipv4 => format!("svcconf-{mode}"),
+        other => format!("svcconf-{mode}-{other}"),
+    }
+}
+
 fn kind_config_nodes(config: &str) -> usize {
     serde_saphyr::from_str::<serde_json::Value>(config)
         .ok()
@@ -450,6 +469,7 @@ mod tests {
             provider: "kind".into(),
             kubernetes_version: "v1.37.2".into(),
             nodes: 3,
+            families: vec![],
             dataplane: None,
         }
     }

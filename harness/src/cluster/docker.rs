@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::command;
 use crate::kube::namespace::{MANAGED_BY, MANAGED_BY_KEY};
-use crate::model::scaled;
+use crate::model::{scaled, IpFamily};
 
 /// The docker network kind puts every cluster's nodes on; kind creates it on
 /// first use and never removes it.
@@ -33,10 +33,14 @@ pub fn container_name(namespace: &str, name: &str) -> String {
     format!("{namespace}-{name}")
 }
 
-/// The address of `container` on the `kind` network.
-pub async fn container_ip(container: &str) -> Result<String, String> {
+/// The address of `container` in `family` on the `kind` network.
+pub async fn container_ip(container: &str, family: IpFamily) -> Result<String, String> {
     let docker = command::which("docker").ok_or("no docker to ask for a container address")?;
-    let format = format!("{{{{.NetworkSettings.Networks.{KIND_NETWORK}.IPAddress}}}}");
+    let field = match family {
+        IpFamily::Ipv4 => "IPAddress",
+        IpFamily::Ipv6 => "GlobalIPv6Address",
+    };
+    let format = format!("{{{{.NetworkSettings.Networks.{KIND_NETWORK}.{field}}}}}");
     let out = command::run(
         &docker,
         &["inspect", "-f", &format, container],
@@ -47,7 +51,7 @@ pub async fn container_ip(container: &str) -> Result<String, String> {
     let ip = out.trim().to_string();
     if ip.is_empty() {
         return Err(format!(
-            "container {container} has no address on network {KIND_NETWORK}"
+            "container {container} has no {family} address on network {KIND_NETWORK}"
         ));
     }
     Ok(ip)

@@ -10,7 +10,7 @@ use kube::{Api, Client};
 
 use super::kind::{Kind, KindError};
 use crate::kube::wait::{self, WaitError};
-use crate::model::{ClusterInfo, ProxyMode};
+use crate::model::{ClusterInfo, IpFamily, ProxyMode};
 
 /// Reads what the reports carry about the cluster: its version, its nodes
 /// and who programs Services on each (`docker`: kind nodes are read
@@ -24,11 +24,12 @@ pub async fn describe_cluster(
     docker: Option<&std::path::Path>,
 ) -> Result<ClusterInfo, kube::Error> {
     let version = client.apiserver_version().await?.git_version;
-    let nodes = Api::<Node>::all(client.clone())
+    let listed = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await?
-        .items
-        .len();
+        .items;
+    let nodes = listed.len();
+    let families = node_families(&listed);
     let dataplane = settled_inventory(client, docker).await?;
     // The nodes, not the ConfigMap: with no node running kube-proxy the
     // cluster's Services are another proxy's (or nobody's).
@@ -43,8 +44,35 @@ pub async fn describe_cluster(
         provider: provider.to_string(),
         kubernetes_version: version,
         nodes,
+        families,
         dataplane: Some(dataplane),
     })
+}
+
+/// The IP families every node has an InternalIP of, IPv4 first: what the
+/// cases can run in.
+pub fn node_families(nodes: &[Node]) -> Vec<IpFamily> {
+    let of_node = |n: &Node| -> Vec<IpFamily> {
+        n.status
+            .iter()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| IpFamily::of(&a.address))
+            .collect()
+    };
+    [IpFamily::Ipv4, IpFamily::Ipv6]
+        .into_iter()
+        .filter(|f| !nodes.is_empty() && nodes.iter().all(|n| of_node(n).contains(f)))
+        .collect()
+}
+
+/// The families of the cluster `client` reaches (see [`node_families`]).
+pub async fn families(client: &Client) -> Result<Vec<IpFamily>, kube::Error> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    Ok(node_families(&nodes))
 }
 
 /// How long a proxy that does not answer or has not synced is read again
@@ -82,7 +110,7 @@ pub async fn capacity(
     let pods_api = Api::<Pod>::all(client.clone());
     let unfinished = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
     let (all, schedulable, pods) = tokio::join!(
-        crate::kube::nodes::internal_ips(client),
+        crate::kube::nodes::internal_ips(client, None),
         crate::kube::nodes::schedulable_nodes(client),
         pods_api.list(&unfinished)
     );

@@ -10,7 +10,7 @@ use super::command::{self, CommandError};
 use super::docker::KIND_NETWORK;
 use super::kit::Kit;
 use super::preflight::host_cgroup_v1;
-use crate::model::scaled;
+use crate::model::{scaled, IpFamilies};
 
 /// Creating a cluster on a 2-core machine takes minutes; this is the point
 /// where it is broken rather than slow.
@@ -63,6 +63,27 @@ pub fn kind_config_for_host(text: &str, cgroup_v1: bool) -> Result<String, Strin
         .as_array_mut()
         .ok_or("kubeadmConfigPatches is not a list")?
         .push(CGROUP_V1_PATCH.into());
+    serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
+}
+
+/// The kind config for a cluster of `families`: `text` as it is for IPv4
+/// (kind's default), else with `networking.ipFamily` set (`dual`, `ipv6`).
+pub fn kind_config_for_families(text: &str, families: IpFamilies) -> Result<String, String> {
+    if families == IpFamilies::Ipv4 {
+        return Ok(text.to_string());
+    }
+    let mut config: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| format!("not YAML kind can read: {e}"))?;
+    let map = config
+        .as_object_mut()
+        .ok_or("the kind config is not a mapping")?;
+    let networking = map
+        .entry("networking")
+        .or_insert_with(|| serde_json::json!({}));
+    networking
+        .as_object_mut()
+        .ok_or("networking is not a mapping")?
+        .insert("ipFamily".into(), families.as_str().into());
     serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
 }
 
@@ -295,9 +316,10 @@ async fn network_exists() -> bool {
     .is_ok()
 }
 
-/// The IPv4 subnet of kind's docker network (`172.18.0.0/16` usually):
-/// where LoadBalancer addresses reachable from this host come from.
-pub async fn kind_network_subnet() -> Result<String, String> {
+/// The subnets of kind's docker network, IPv4 first (`172.18.0.0/16` and
+/// `fc00:f853:ccd:e793::/64` usually): where LoadBalancer addresses
+/// reachable from this host come from.
+pub async fn kind_network_subnets() -> Result<Vec<String>, String> {
     let docker = command::which("docker").ok_or("no docker to ask for the kind network")?;
     let out = command::run(
         &docker,
@@ -312,10 +334,14 @@ pub async fn kind_network_subnet() -> Result<String, String> {
     )
     .await
     .map_err(|e| format!("docker network inspect {KIND_NETWORK}: {e}"))?;
-    out.split_whitespace()
-        .find(|s| s.contains('.'))
-        .map(str::to_string)
-        .ok_or_else(|| format!("the docker network {KIND_NETWORK} has no IPv4 subnet ({out:?})"))
+    let mut subnets: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    subnets.sort_by_key(|s| s.contains(':'));
+    if !subnets.first().is_some_and(|s| s.contains('.')) {
+        return Err(format!(
+            "the docker network {KIND_NETWORK} has no IPv4 subnet ({out:?})"
+        ));
+    }
+    Ok(subnets)
 }
 
 /// Whether the local Docker engine has `image` (only those can be loaded
@@ -339,10 +365,21 @@ pub async fn proxy_rules(
     filter: &str,
 ) -> String {
     let args: &[&str] = match mode {
-        crate::model::ProxyMode::Iptables => &["exec", node, "iptables-save", "-t", "nat"],
-        crate::model::ProxyMode::Nftables => {
-            &["exec", node, "nft", "list", "table", "ip", "kube-proxy"]
-        }
+        // Both families' rules (IPv6 Services are in the ip6 tables).
+        crate::model::ProxyMode::Iptables => &[
+            "exec",
+            node,
+            "sh",
+            "-c",
+            "iptables-save -t nat; ip6tables-save -t nat 2>/dev/null; true",
+        ],
+        crate::model::ProxyMode::Nftables => &[
+            "exec",
+            node,
+            "sh",
+            "-c",
+            "nft list table ip kube-proxy; nft list table ip6 kube-proxy 2>/dev/null; true",
+        ],
         crate::model::ProxyMode::Ipvs => &["exec", node, "ipvsadm", "-Ln"],
         crate::model::ProxyMode::Other => &["exec", node, "nft", "list", "ruleset"],
     };
@@ -367,6 +404,23 @@ pub async fn proxy_rules(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dual_and_ipv6_clusters_set_networking_ipfamily() {
+        let text = std::fs::read_to_string(configs().join("nftables.yaml")).unwrap();
+        assert_eq!(
+            kind_config_for_families(&text, IpFamilies::Ipv4).unwrap(),
+            text
+        );
+        for families in [IpFamilies::Dual, IpFamilies::Ipv6] {
+            let derived: serde_json::Value =
+                serde_saphyr::from_str(&kind_config_for_families(&text, families).unwrap())
+                    .unwrap();
+            assert_eq!(derived["networking"]["ipFamily"], families.as_str());
+            assert_eq!(derived["networking"]["kubeProxyMode"], "nftables");
+            assert_eq!(derived["nodes"].as_array().unwrap().len(), 3);
+        }
+    }
 
     fn configs() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs")

@@ -7,7 +7,7 @@
 //! checksum, images). The manifest itself comes from the offline kit (which
 //! reads it from the MetalLB Go module) or `--metallb-manifest`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use crate::kube::apply::{Applier, ApplyError};
 use crate::kube::manifest::{self, ImageMap};
 use crate::kube::namespace::{MANAGED_BY, MANAGED_BY_KEY};
 use crate::kube::wait::{self, WaitError};
-use crate::model::{scaled, ProxyMode};
+use crate::model::{scaled, IpFamily, ProxyMode};
 
 pub const NAMESPACE: &str = "metallb-system";
 /// The pool every LoadBalancer Service without a pool annotation gets an
@@ -70,11 +70,11 @@ impl Pin {
     }
 }
 
-/// A run of IPv4 addresses, both ends included.
+/// A run of addresses of one family, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressRange {
-    pub first: Ipv4Addr,
-    pub last: Ipv4Addr,
+    pub first: IpAddr,
+    pub last: IpAddr,
 }
 
 impl std::fmt::Display for AddressRange {
@@ -83,12 +83,29 @@ impl std::fmt::Display for AddressRange {
     }
 }
 
+/// An address as a number, IPv4 and IPv6 alike.
+fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4).into(),
+        IpAddr::V6(v6) => v6.into(),
+    }
+}
+
+/// The address `n` of the family of `like`.
+fn address(like: IpAddr, n: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+    }
+}
+
 impl std::str::FromStr for AddressRange {
     type Err = String;
 
-    /// `A-B` or `A.B.C.D/N` (the network's own and broadcast addresses left out).
+    /// `A-B`, or a CIDR (`A.B.C.D/N`, `P::/N`) without its network's own
+    /// first and last addresses.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not an IPv4 range (A-B) or CIDR (A.B.C.D/N)");
+        let bad = || format!("{s:?} is not an address range (A-B) or CIDR (A.B.C.D/N, P::/N)");
         let range = if let Some((a, b)) = s.split_once('-') {
             AddressRange {
                 first: a.trim().parse().map_err(|_| bad())?,
@@ -96,16 +113,25 @@ impl std::str::FromStr for AddressRange {
             }
         } else {
             let (net, bits) = s.split_once('/').ok_or_else(bad)?;
-            let net: Ipv4Addr = net.parse().map_err(|_| bad())?;
-            let bits: u32 = bits.parse().ok().filter(|b| *b <= 30).ok_or_else(bad)?;
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            let base = u32::from(net) & mask;
+            let net: IpAddr = net.parse().map_err(|_| bad())?;
+            let width = if net.is_ipv4() { 32 } else { 128 };
+            let bits: u32 = bits
+                .parse()
+                .ok()
+                .filter(|b| *b <= width - 2)
+                .ok_or_else(bad)?;
+            let host_bits = width - bits;
+            let mask = !((1u128 << host_bits) - 1) & (u128::MAX >> (128 - width));
+            let base = number(net) & mask;
             AddressRange {
-                first: Ipv4Addr::from(base + 1),
-                last: Ipv4Addr::from((base | !mask) - 1),
+                first: address(net, base + 1),
+                last: address(net, (base | !mask & (u128::MAX >> (128 - width))) - 1),
             }
         };
-        if u32::from(range.first) > u32::from(range.last) {
+        if range.first.is_ipv4() != range.last.is_ipv4() {
+            return Err(format!("{s:?}: both ends must be of one IP family"));
+        }
+        if number(range.first) > number(range.last) {
             return Err(format!("{s:?}: the range ends before it starts"));
         }
         Ok(range)
@@ -113,8 +139,9 @@ impl std::str::FromStr for AddressRange {
 }
 
 impl AddressRange {
+    /// How many addresses it holds (at most `u32::MAX`: more is never used).
     pub fn len(&self) -> u32 {
-        u32::from(self.last) - u32::from(self.first) + 1
+        (number(self.last) - number(self.first) + 1).min(u32::MAX.into()) as u32
     }
 
     /// A range holds at least one address (parsing refuses the others).
@@ -122,38 +149,55 @@ impl AddressRange {
         false
     }
 
-    fn slice(&self, offset: u32, count: u32) -> AddressRange {
-        let first = u32::from(self.first) + offset;
-        AddressRange {
-            first: Ipv4Addr::from(first),
-            last: Ipv4Addr::from(first + count - 1),
+    pub fn family(&self) -> IpFamily {
+        if self.first.is_ipv4() {
+            IpFamily::Ipv4
+        } else {
+            IpFamily::Ipv6
         }
     }
 
-    /// For kind: one /24 near the top of the docker network's IPv4 subnet per
-    /// proxy mode, so clusters of two modes on the same network never
-    /// announce the same address (docker hands out addresses from the bottom;
-    /// `${spareIP}` takes from the .200–.249 /24s).
+    fn slice(&self, offset: u32, count: u32) -> AddressRange {
+        let first = number(self.first) + u128::from(offset);
+        AddressRange {
+            first: address(self.first, first),
+            last: address(self.first, first + u128::from(count) - 1),
+        }
+    }
+
+    /// For kind: a block per proxy mode near the top of the docker
+    /// network's subnet, so clusters of two modes on the same network never
+    /// announce the same address (docker hands out addresses from the
+    /// bottom; `${spareIP}` takes from the .200–.249 /24s). IPv4: .10–.249
+    /// of the mode's /24; IPv6 (the network is a /64): `::ffff:0:B:10` to
+    /// `::ffff:0:B:f9`, B the mode's block.
     pub fn for_kind_network(subnet: &str, mode: ProxyMode) -> Result<AddressRange, String> {
         let whole: AddressRange = subnet.parse()?;
-        if whole.len() < 4 * 256 {
-            return Err(format!(
-                "the kind network {subnet} is smaller than a /22; pass --lb-addresses"
-            ));
-        }
         let block = match mode {
             ProxyMode::Iptables => 3,
             ProxyMode::Nftables => 2,
             ProxyMode::Ipvs => 1,
             ProxyMode::Other => 4,
         };
+        if let IpAddr::V6(first) = whole.first {
+            let [a, b, c, d, ..] = first.segments();
+            let at = |last: u16| IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0xffff, 0, block, last));
+            return Ok(AddressRange {
+                first: at(0x10),
+                last: at(0xf9),
+            });
+        }
+        if whole.len() < 4 * 256 {
+            return Err(format!(
+                "the kind network {subnet} is smaller than a /22; pass --lb-addresses"
+            ));
+        }
         // `whole.last` is the address before the broadcast address.
-        let end = u32::from(whole.last) + 2;
-        let start = end - block * 256;
-        // .10–.249 of that /24: clear of its network and broadcast ends.
+        let end = number(whole.last) + 2;
+        let start = end - u128::from(block) * 256;
         Ok(AddressRange {
-            first: Ipv4Addr::from(start + 10),
-            last: Ipv4Addr::from(start + 249),
+            first: address(whole.first, start + 10),
+            last: address(whole.first, start + 249),
         })
     }
 }
@@ -207,8 +251,9 @@ pub struct MetallbSource {
 /// MetalLB, ready on one cluster.
 #[derive(Debug)]
 pub struct Metallb {
-    /// Where case pools are cut from (after the shared pool's addresses).
-    case_range: AddressRange,
+    /// Where case pools are cut from (after the shared pool's addresses),
+    /// a range per IP family.
+    case_ranges: Vec<AddressRange>,
     next: AtomicU32,
 }
 
@@ -217,8 +262,9 @@ fn labels() -> Value {
     json!({ MANAGED_BY_KEY: MANAGED_BY })
 }
 
-fn pool(name: &str, range: AddressRange, only_namespace: Option<&str>) -> Value {
-    let mut spec = json!({ "addresses": [range.to_string()] });
+fn pool(name: &str, ranges: &[AddressRange], only_namespace: Option<&str>) -> Value {
+    let addresses: Vec<String> = ranges.iter().map(AddressRange::to_string).collect();
+    let mut spec = json!({ "addresses": addresses });
     if let Some(ns) = only_namespace {
         spec["autoAssign"] = json!(false);
         spec["serviceAllocation"] = json!({ "namespaces": [ns] });
@@ -229,6 +275,15 @@ fn pool(name: &str, range: AddressRange, only_namespace: Option<&str>) -> Value 
         "metadata": { "name": name, "namespace": NAMESPACE, "labels": labels() },
         "spec": spec,
     })
+}
+
+/// Ranges as the terminal shows them.
+fn list(ranges: &[AddressRange]) -> String {
+    ranges
+        .iter()
+        .map(AddressRange::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn l2_advertisement() -> Value {
@@ -283,23 +338,26 @@ pub async fn install(
     mode: ProxyMode,
     pin: &Pin,
     source: &MetallbSource,
+    ranges: &[AddressRange],
     images: &ImageMap,
     node_images: Option<&NodeImages>,
     record: &Installed,
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<Metallb, MetallbError> {
-    let range = source.addresses.ok_or_else(|| {
-        MetallbError::NoAddresses(
+    if ranges.is_empty() {
+        return Err(MetallbError::NoAddresses(
             "pass --lb-addresses A-B (addresses on the nodes' network that nothing else uses)"
                 .into(),
-        )
-    })?;
-    if range.len() < SHARED_ADDRESSES + 16 {
-        return Err(MetallbError::NoAddresses(format!(
-            "{range} holds {} addresses; svcconf needs at least {}",
-            range.len(),
-            SHARED_ADDRESSES + 16
-        )));
+        ));
+    }
+    for range in ranges {
+        if range.len() < SHARED_ADDRESSES + 16 {
+            return Err(MetallbError::NoAddresses(format!(
+                "{range} holds {} addresses; svcconf needs at least {}",
+                range.len(),
+                SHARED_ADDRESSES + 16
+            )));
+        }
     }
     if mode == ProxyMode::Ipvs && !strict_arp(client).await? {
         return Err(MetallbError::StrictArp);
@@ -350,9 +408,15 @@ pub async fn install(
         wait::daemonset_ready("speaker"),
     )
     .await?;
-    let shared = range.slice(0, SHARED_ADDRESSES);
-    let case_range = range.slice(SHARED_ADDRESSES, range.len() - SHARED_ADDRESSES);
-    let ours = [pool(SHARED_POOL, shared, None), l2_advertisement()];
+    let shared: Vec<AddressRange> = ranges
+        .iter()
+        .map(|r| r.slice(0, SHARED_ADDRESSES))
+        .collect();
+    let case_ranges: Vec<AddressRange> = ranges
+        .iter()
+        .map(|r| r.slice(SHARED_ADDRESSES, r.len() - SHARED_ADDRESSES))
+        .collect();
+    let ours = [pool(SHARED_POOL, &shared, None), l2_advertisement()];
     record.record(&ours).await;
     for doc in &ours {
         apply_through_webhook(applier, doc)
@@ -360,11 +424,13 @@ pub async fn install(
             .map_err(Box::new)?;
     }
     progress(format!(
-        "MetalLB ready in {:.0}s: pool {SHARED_POOL} {shared}, case pools from {case_range}",
-        started.elapsed().as_secs_f64()
+        "MetalLB ready in {:.0}s: pool {SHARED_POOL} {}, case pools from {}",
+        started.elapsed().as_secs_f64(),
+        list(&shared),
+        list(&case_ranges)
     ));
     Ok(Metallb {
-        case_range,
+        case_ranges,
         next: AtomicU32::new(0),
     })
 }
@@ -414,17 +480,27 @@ impl Metallb {
         applier: &Applier,
         namespace: &str,
         count: u8,
-    ) -> Result<AddressRange, ApplyError> {
+    ) -> Result<String, ApplyError> {
         let count = u32::from(count.max(1));
         // Case pools live only as long as their case: wrapping around reuses
-        // addresses of pools long deleted.
-        let slots = self.case_range.len() / count;
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % slots;
-        let range = self.case_range.slice(slot * count, count);
+        // addresses of pools long deleted. Each family's range has a slot.
+        let slots = self
+            .case_ranges
+            .iter()
+            .map(AddressRange::len)
+            .min()
+            .unwrap_or(0)
+            / count;
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % slots.max(1);
+        let ranges: Vec<AddressRange> = self
+            .case_ranges
+            .iter()
+            .map(|r| r.slice(slot * count, count))
+            .collect();
         applier
-            .apply_cluster_object(&pool(namespace, range, Some(namespace)))
+            .apply_cluster_object(&pool(namespace, &ranges, Some(namespace)))
             .await?;
-        Ok(range)
+        Ok(list(&ranges))
     }
 
     /// Deletes a case's pool.
@@ -433,7 +509,7 @@ impl Metallb {
         applier: &Applier,
         namespace: &str,
     ) -> Result<(), ApplyError> {
-        let doc = pool(namespace, self.case_range.slice(0, 1), Some(namespace));
+        let doc = pool(namespace, &[], Some(namespace));
         applier.delete_object(&doc).await
     }
 }
@@ -476,10 +552,20 @@ impl OnFirstUse {
         self.installed
             .get_or_init(|| async {
                 let mode = cluster.info.mode;
-                let mut source = self.source.clone();
-                if source.addresses.is_none() && cluster.node_images.is_some() {
-                    let subnet = super::kind_network_subnet().await?;
-                    source.addresses = Some(AddressRange::for_kind_network(&subnet, mode)?);
+                let source = self.source.clone();
+                let mut ranges: Vec<AddressRange> = source.addresses.into_iter().collect();
+                if ranges.is_empty() && cluster.node_images.is_some() {
+                    // A block of each family the cluster runs.
+                    let families = &cluster.info.families;
+                    for subnet in super::kind_network_subnets().await? {
+                        let range = AddressRange::for_kind_network(&subnet, mode)?;
+                        let family = range.family();
+                        if families.contains(&family)
+                            || (families.is_empty() && family == IpFamily::Ipv4)
+                        {
+                            ranges.push(range);
+                        }
+                    }
                 }
                 let pin = Pin::load(project).map_err(|e| chain(&e))?;
                 let progress = |line: String| tracing::info!(%mode, "{line}");
@@ -489,6 +575,7 @@ impl OnFirstUse {
                     mode,
                     &pin,
                     &source,
+                    &ranges,
                     images,
                     cluster.node_images.as_ref(),
                     &cluster.installed,
@@ -568,6 +655,9 @@ mod tests {
         assert_eq!(c.to_string(), "10.0.0.1-10.0.0.254");
         assert!("10.0.0.9-10.0.0.1".parse::<AddressRange>().is_err());
         assert!("nonsense".parse::<AddressRange>().is_err());
+        let v6: AddressRange = "fd00::/120".parse().unwrap();
+        assert_eq!(v6.to_string(), "fd00::1-fd00::fe");
+        assert!("10.0.0.1-fd00::1".parse::<AddressRange>().is_err());
     }
 
     #[test]
@@ -577,6 +667,14 @@ mod tests {
         assert_eq!(ipt.to_string(), "172.18.253.10-172.18.253.249");
         assert_eq!(nft.to_string(), "172.18.254.10-172.18.254.249");
         assert!(AddressRange::for_kind_network("172.18.0.0/24", ProxyMode::Iptables).is_err());
+        let v6 =
+            AddressRange::for_kind_network("fc00:f853:ccd:e793::/64", ProxyMode::Nftables).unwrap();
+        assert_eq!(
+            v6.to_string(),
+            "fc00:f853:ccd:e793:ffff:0:2:10-fc00:f853:ccd:e793:ffff:0:2:f9"
+        );
+        assert_eq!(v6.len(), 234);
+        assert_eq!(v6.family(), IpFamily::Ipv6);
     }
 
     #[test]
@@ -584,13 +682,17 @@ mod tests {
         let range: AddressRange = "172.18.253.10-172.18.253.249".parse().unwrap();
         let shared = range.slice(0, SHARED_ADDRESSES);
         let cases = range.slice(SHARED_ADDRESSES, range.len() - SHARED_ADDRESSES);
-        assert_eq!(shared.last, Ipv4Addr::new(172, 18, 253, 73));
-        assert_eq!(cases.first, Ipv4Addr::new(172, 18, 253, 74));
-        let one = pool("svcconf-lb-assigned-abcde", cases.slice(0, 1), Some("ns"));
+        assert_eq!(shared.last, IpAddr::V4(Ipv4Addr::new(172, 18, 253, 73)));
+        assert_eq!(cases.first, IpAddr::V4(Ipv4Addr::new(172, 18, 253, 74)));
+        let one = pool(
+            "svcconf-lb-assigned-abcde",
+            &[cases.slice(0, 1)],
+            Some("ns"),
+        );
         assert_eq!(one["spec"]["addresses"][0], "172.18.253.74-172.18.253.74");
         assert_eq!(one["spec"]["autoAssign"], false);
         assert_eq!(one["spec"]["serviceAllocation"]["namespaces"][0], "ns");
-        assert!(pool(SHARED_POOL, shared, None)["spec"]
+        assert!(pool(SHARED_POOL, &[shared], None)["spec"]
             .get("autoAssign")
             .is_none());
     }

@@ -21,11 +21,11 @@ pub mod undo;
 pub use command::CommandError;
 pub use images::NodeImages;
 pub use info::{
-    capacity, describe_cluster, is_local_kind, kind_cluster_name, local_kind_cluster,
+    capacity, describe_cluster, families, is_local_kind, kind_cluster_name, local_kind_cluster,
     shared_problems, wait_cluster_ready,
 };
 pub use kind::{
-    docker_has_image, kind_config_for_host, kind_network_subnet, proxy_rules, Kind, KindCluster,
+    docker_has_image, kind_config_for_host, kind_network_subnets, proxy_rules, Kind, KindCluster,
     KindError,
 };
 pub use kit::{normalize_kubernetes_version, Kit, KitError, KitImages, KitManifests};

@@ -277,9 +277,13 @@ async fn node_rules(
             Rules::Unread => Ok(String::new()),
         }
     };
-    let saved = read(&["iptables-save", "-t", "nat"]).await?;
-    // A missing table (after a switch back to iptables) reads as no rules.
-    let table = read(&["nft", "list", "table", "ip", "kube-proxy"]).await?;
+    // Both families: a dual-stack or IPv6 cluster's Services are in ip6
+    // tables too. A missing table (after a switch back to iptables, or a
+    // family the node lacks) reads as no rules.
+    let saved = read(&["iptables-save", "-t", "nat"]).await?
+        + &read(&["ip6tables-save", "-t", "nat"]).await?;
+    let table = read(&["nft", "list", "table", "ip", "kube-proxy"]).await?
+        + &read(&["nft", "list", "table", "ip6", "kube-proxy"]).await?;
     // iptables: `-m comment --comment "<ns>/<svc>:<port> ..."`; nftables:
     // chains named `service-<hash>-<ns>/<svc>/<proto>/<port>`.
     let lines = |text: &str, keep: &dyn Fn(&str) -> bool| -> Vec<String> {

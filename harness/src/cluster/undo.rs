@@ -79,7 +79,7 @@ impl Undo {
                     Ok(d) => d,
                     Err(line) => return line,
                 };
-                let cidr = format!("{address}/32");
+                let cidr = crate::model::host_prefix(address);
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
                 match command::run(&docker, &args, scaled(DOCKER_DEADLINE)).await {
                     Ok(_) => format!("removed {cidr} from node {node}"),

@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, WaitError};
-use crate::model::Readiness;
+use crate::model::{IpFamily, Readiness};
 use crate::template::{PodFact, SliceFact};
 
 /// How long a LoadBalancer Service that nothing implements is watched to
@@ -30,8 +30,12 @@ pub enum JigError {
         #[source]
         source: kube::Error,
     },
-    #[error("Service {service} in namespace {namespace} has no ClusterIP")]
-    NoClusterIp { service: String, namespace: String },
+    #[error("Service {service} in namespace {namespace} has no {family} ClusterIP")]
+    NoClusterIp {
+        service: String,
+        namespace: String,
+        family: IpFamily,
+    },
 }
 
 #[derive(Clone)]
@@ -41,6 +45,12 @@ pub struct Jig {
     /// Where the client pods run: the case's namespace, or the run's shared
     /// one.
     pub clients: String,
+    /// The family the case runs in: the ClusterIP, pod and node addresses
+    /// it asks for are of this family.
+    pub family: IpFamily,
+    /// The cluster is dual-stack: the case's Services are made single-stack
+    /// in `family` ([`Jig::manifest`]).
+    pub dual_stack: bool,
 }
 
 /// The label the EndpointSlice controller (and kube-proxy) ties a slice to
@@ -70,12 +80,34 @@ impl Jig {
             client,
             clients: namespace.clone(),
             namespace,
+            family: IpFamily::Ipv4,
+            dual_stack: false,
         }
     }
 
     /// The same jig, sending from the client pods of namespace `clients`.
     pub fn with_clients(self, clients: String) -> Self {
         Jig { clients, ..self }
+    }
+
+    /// The same jig, in `family` of a cluster that has one family or two.
+    pub fn with_family(self, family: IpFamily, dual_stack: bool) -> Self {
+        Jig {
+            family,
+            dual_stack,
+            ..self
+        }
+    }
+
+    /// The same jig in another namespace (its clients there too).
+    pub fn in_namespace(&self, namespace: String) -> Self {
+        Jig::new(self.client.clone(), namespace).with_family(self.family, self.dual_stack)
+    }
+
+    /// An object as the case applies it, in the jig's family (see
+    /// [`super::manifest::in_family`]).
+    pub fn manifest(&self, object: &serde_json::Value) -> serde_json::Value {
+        super::manifest::in_family(object, self.family, self.dual_stack)
     }
 
     fn slices_api(&self) -> Api<DynamicObject> {
@@ -94,18 +126,25 @@ impl Jig {
         }
     }
 
-    /// The ClusterIP of `service` (sanity: a ClusterIP Service has one).
+    /// The ClusterIP of `service` in the jig's family (sanity: a ClusterIP
+    /// Service has one).
     pub async fn cluster_ip(&self, service: &str) -> Result<String, JigError> {
         let svc = Api::<Service>::namespaced(self.client.clone(), &self.namespace)
             .get(service)
             .await
             .map_err(self.api_error(format!("get Service {service}")))?;
-        svc.spec
-            .and_then(|s| s.cluster_ip)
-            .filter(|ip| !ip.is_empty() && ip != "None")
+        let spec = svc.spec.unwrap_or_default();
+        let ips = match spec.cluster_ips {
+            Some(ips) if !ips.is_empty() => ips,
+            _ => spec.cluster_ip.into_iter().collect(),
+        };
+        self.family
+            .pick(&ips)
+            .map(String::from)
             .ok_or_else(|| JigError::NoClusterIp {
                 service: service.into(),
                 namespace: self.namespace.clone(),
+                family: self.family,
             })
     }
 
@@ -139,7 +178,7 @@ impl Jig {
             .items
             .iter()
             .filter(|p| keep(p))
-            .map(pod_fact)
+            .map(|p| pod_fact(p, self.family))
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -159,7 +198,7 @@ impl Jig {
 
     /// The harness's ready client pods, one per node.
     pub async fn client_pods(&self) -> Result<Vec<PodFact>, JigError> {
-        let clients = Jig::new(self.client.clone(), self.clients.clone());
+        let clients = self.in_namespace(self.clients.clone());
         clients.ready_pods(CLIENT_SELECTOR).await
     }
 
@@ -211,7 +250,7 @@ impl Jig {
                     pods,
                     format!("Endpoints of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoints_match_ready_pods(service, *ready),
+                    wait::endpoints_match_ready_pods(service, *ready, self.family),
                 )
                 .await
             }
@@ -222,7 +261,7 @@ impl Jig {
                     pods,
                     format!("EndpointSlice addresses of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoint_slices_match_ready_pods(*ready),
+                    wait::endpoint_slices_match_ready_pods(*ready, self.family),
                 )
                 .await
             }
@@ -493,14 +532,25 @@ fn is_ready(pod: &Pod) -> bool {
         })
 }
 
-fn pod_fact(pod: &Pod) -> PodFact {
+/// The pod with its address in `family` (`status.podIPs`; `podIP` where
+/// that list is missing).
+fn pod_fact(pod: &Pod, family: IpFamily) -> PodFact {
+    let status = pod.status.as_ref();
+    let listed: Vec<String> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .map(|ips| ips.iter().map(|i| i.ip.clone()).collect())
+        .unwrap_or_default();
+    let ip = match family.pick(&listed) {
+        Some(ip) => ip.to_string(),
+        None if listed.is_empty() => status
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| IpFamily::of(ip) == Some(family))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     PodFact {
         name: pod.name_any(),
-        ip: pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.clone())
-            .unwrap_or_default(),
+        ip,
         node: pod
             .spec
             .as_ref()

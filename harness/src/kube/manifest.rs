@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::model::IpFamily;
+
 /// A manifest that cannot be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -145,6 +147,41 @@ pub fn map_images(doc: &mut Value, map: &ImageMap) {
     });
 }
 
+/// `doc` made to run in `family`: an EndpointSlice of addresses
+/// (`addressType` IPv4 or IPv6) gets the family's type; on a dual-stack
+/// cluster (`dual_stack`) a Service that does not choose its families
+/// itself (no `ipFamilies`, no `ipFamilyPolicy`; not ExternalName) gets
+/// `ipFamilyPolicy: SingleStack` and `ipFamilies: [family]`. Anything else
+/// is returned as it is.
+pub fn in_family(doc: &Value, family: IpFamily, dual_stack: bool) -> Value {
+    let mut doc = doc.clone();
+    let kind = (doc["apiVersion"].as_str(), doc["kind"].as_str());
+    if kind == (Some("discovery.k8s.io/v1"), Some("EndpointSlice")) {
+        if let Some(t) = doc.get_mut("addressType") {
+            if t == "IPv4" || t == "IPv6" {
+                *t = family.kubernetes().into();
+            }
+        }
+        return doc;
+    }
+    if kind != (Some("v1"), Some("Service")) || !dual_stack {
+        return doc;
+    }
+    let Some(spec) = doc.get_mut("spec").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    let chooses = spec.contains_key("ipFamilies") || spec.contains_key("ipFamilyPolicy");
+    if chooses || spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+        return doc;
+    }
+    spec.insert("ipFamilyPolicy".into(), "SingleStack".into());
+    spec.insert(
+        "ipFamilies".into(),
+        serde_json::json!([family.kubernetes()]),
+    );
+    doc
+}
+
 /// Every container image `doc` refers to.
 pub fn images(doc: &Value) -> Vec<String> {
     let mut doc = doc.clone();
@@ -186,6 +223,33 @@ fn visit_containers(value: &mut Value, f: &mut impl FnMut(&mut serde_json::Map<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_run_in_the_family_unless_they_choose() {
+        let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
+        assert_eq!(in_family(&svc, IpFamily::Ipv6, false), svc);
+        let v6 = in_family(&svc, IpFamily::Ipv6, true);
+        assert_eq!(v6["spec"]["ipFamilies"], serde_json::json!(["IPv6"]));
+        assert_eq!(v6["spec"]["ipFamilyPolicy"], "SingleStack");
+        let chooses = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "spec": {"ipFamilyPolicy": "RequireDualStack"}});
+        assert_eq!(in_family(&chooses, IpFamily::Ipv6, true), chooses);
+        let external = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "spec": {"type": "ExternalName", "externalName": "example.org"}});
+        assert_eq!(in_family(&external, IpFamily::Ipv6, true), external);
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {}});
+        assert_eq!(in_family(&pod, IpFamily::Ipv6, true), pod);
+        let slice = serde_json::json!({"apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice", "addressType": "IPv4"});
+        assert_eq!(
+            in_family(&slice, IpFamily::Ipv6, false)["addressType"],
+            "IPv6"
+        );
+        let fqdn = serde_json::json!({"apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice", "addressType": "FQDN"});
+        assert_eq!(in_family(&fqdn, IpFamily::Ipv6, true), fqdn);
+    }
 
     const FIXTURE: &str = r#"
 ---

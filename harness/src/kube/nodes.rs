@@ -6,10 +6,15 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use super::jig::Jig;
+use crate::model::IpFamily;
 
-/// `(name, InternalIP)` of every node, in name order (nodes without an
-/// InternalIP are left out).
-pub async fn internal_ips(client: &Client) -> Result<Vec<(String, String)>, kube::Error> {
+/// `(name, InternalIP)` of every node, in name order: the InternalIP of
+/// `family`, or the first one listed for `None` (nodes without one are
+/// left out).
+pub async fn internal_ips(
+    client: &Client,
+    family: Option<IpFamily>,
+) -> Result<Vec<(String, String)>, kube::Error> {
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await?;
@@ -23,7 +28,10 @@ pub async fn internal_ips(client: &Client) -> Result<Vec<(String, String)>, kube
                 .addresses
                 .as_ref()?
                 .iter()
-                .find(|a| a.type_ == "InternalIP")?
+                .find(|a| {
+                    a.type_ == "InternalIP"
+                        && family.is_none_or(|f| IpFamily::of(&a.address) == Some(f))
+                })?
                 .address
                 .clone();
             Some((n.name_any(), ip))

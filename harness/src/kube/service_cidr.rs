@@ -3,7 +3,7 @@
 //! that concurrent runs (a case plain and sabotaged) never share one, and
 //! found again by the case namespace it is labelled with.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
@@ -11,6 +11,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, Progress, WaitError};
+use crate::model::IpFamily;
 use crate::template::namespace_hash;
 
 /// The label naming the case namespace a ServiceCIDR was made for.
@@ -24,15 +25,29 @@ const RANGES: [[u8; 3]; 2] = [[198, 51, 100], [203, 0, 113]];
 /// allocator keeps an IPv4 range's first and last).
 const PREFIX: u8 = 29;
 
+/// IPv6 blocks: 64 /125s (8 addresses each) of RFC 3849's documentation
+/// prefix, 2001:db8:5ec::/119.
+const RANGE_V6: [u16; 3] = [0x2001, 0x0db8, 0x05ec];
+const PREFIX_V6: u8 = 125;
+
 /// How long the ServiceCIDR controller may take to mark a new range Ready.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The `attempt`-th block tried for `namespace`: its name and CIDR. The
-/// first is spread by the namespace; later ones walk on from it.
-pub fn block(namespace: &str, attempt: u32) -> (String, String) {
+/// The `attempt`-th block tried for `namespace` in `family`: its name and
+/// CIDR. The first is spread by the namespace; later ones walk on from it.
+pub fn block(namespace: &str, attempt: u32, family: IpFamily) -> (String, String) {
     let per_range = 256 / (1u32 << (32 - PREFIX));
     let total = per_range * RANGES.len() as u32;
     let index = (namespace_hash(namespace) % total + attempt) % total;
+    if family == IpFamily::Ipv6 {
+        let [a, b, c] = RANGE_V6;
+        let last = (index << (128 - PREFIX_V6)) as u16;
+        let base = Ipv6Addr::new(a, b, c, 0, 0, 0, 0, last);
+        return (
+            format!("svcconf-{a:x}-{b:x}-{c:x}-{last:x}-{PREFIX_V6}"),
+            format!("{base}/{PREFIX_V6}"),
+        );
+    }
     let [a, b, c] = RANGES[(index / per_range) as usize];
     let d = ((index % per_range) << (32 - PREFIX)) as u8;
     (
@@ -46,18 +61,21 @@ pub fn address(cidr: &str, n: u32) -> Result<String, String> {
     let (base, len) = cidr
         .split_once('/')
         .ok_or_else(|| format!("{cidr} is not a CIDR"))?;
-    let base: Ipv4Addr = base
-        .parse()
-        .map_err(|_| format!("{cidr} is not an IPv4 CIDR"))?;
+    let base: IpAddr = base.parse().map_err(|_| format!("{cidr} is not a CIDR"))?;
     let len: u32 = len.parse().map_err(|_| format!("{cidr} is not a CIDR"))?;
-    let size = 1u64 << (32 - len.min(32));
-    if u64::from(n) + 1 >= size || n == 0 {
+    let bits = if base.is_ipv4() { 32 } else { 128 };
+    // Blocks are small: a larger one is only ever asked for its first few.
+    let size = 1u128.checked_shl(bits - len.min(bits)).unwrap_or(u128::MAX);
+    if u128::from(n) + 1 >= size || n == 0 {
         return Err(format!(
             "address #{n} of {cidr}: only #1 to #{} are allocatable",
             size.saturating_sub(2)
         ));
     }
-    Ok(Ipv4Addr::from(u32::from(base) + n).to_string())
+    Ok(match base {
+        IpAddr::V4(v4) => Ipv4Addr::from(u32::from(v4) + n).to_string(),
+        IpAddr::V6(v6) => Ipv6Addr::from(u128::from(v6) + u128::from(n)).to_string(),
+    })
 }
 
 /// Creates a ServiceCIDR for `namespace` on the first free block; `Ok` is
@@ -66,12 +84,13 @@ pub fn address(cidr: &str, n: u32) -> Result<String, String> {
 pub async fn claim(
     client: &Client,
     namespace: &str,
+    family: IpFamily,
     claimed: impl AsyncFn(&str),
 ) -> Result<(String, String), kube::Error> {
     let api = Api::<ServiceCIDR>::all(client.clone());
     let mut attempt = 0;
     loop {
-        let (name, cidr) = block(namespace, attempt);
+        let (name, cidr) = block(namespace, attempt, family);
         let object = ServiceCIDR {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -175,15 +194,20 @@ mod tests {
 
     #[test]
     fn blocks_are_spread_by_namespace_and_walk_over_both_ranges() {
-        let (name, cidr) = block("svcconf-service-cidr-abcde", 0);
+        let v4 = IpFamily::Ipv4;
+        let (name, cidr) = block("svcconf-service-cidr-abcde", 0, v4);
         assert_eq!(name, format!("svcconf-{}", cidr.replace(['.', '/'], "-")));
         let all: std::collections::BTreeSet<String> = (0..64)
-            .map(|i| block("svcconf-service-cidr-abcde", i).1)
+            .map(|i| block("svcconf-service-cidr-abcde", i, v4).1)
             .collect();
         assert_eq!(all.len(), 64);
         assert!(all.contains("198.51.100.0/29") && all.contains("203.0.113.248/29"));
-        assert_eq!(block("ns", 64), block("ns", 0));
-        assert_ne!(block("ns-a", 0), block("ns-b", 0));
+        assert_eq!(block("ns", 64, v4), block("ns", 0, v4));
+        assert_ne!(block("ns-a", 0, v4), block("ns-b", 0, v4));
+        let v6: std::collections::BTreeSet<String> =
+            (0..64).map(|i| block("ns", i, IpFamily::Ipv6).1).collect();
+        assert_eq!(v6.len(), 64);
+        assert!(v6.contains("2001:db8:5ec::/125") && v6.contains("2001:db8:5ec::1f8/125"));
     }
 
     #[test]
@@ -192,6 +216,10 @@ mod tests {
         assert_eq!(address("203.0.113.8/29", 6).unwrap(), "203.0.113.14");
         assert!(address("203.0.113.8/29", 7).is_err());
         assert!(address("203.0.113.8/29", 0).is_err());
-        assert!(address("2001:db8::/64", 1).is_err());
+        assert_eq!(
+            address("2001:db8:5ec::8/125", 1).unwrap(),
+            "2001:db8:5ec::9"
+        );
+        assert!(address("2001:db8:5ec::8/125", 7).is_err());
     }
 }

@@ -15,6 +15,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::model::IpFamily;
 use crate::template::{EndpointFact, SliceFact};
 
 /// Where a wait stands: done or not, and the state in words.
@@ -368,9 +369,22 @@ where
     }
 }
 
-/// The IPs of the pods the endpoints controllers list as ready: Ready
-/// condition True, not terminating, with an address.
-pub fn ready_pod_ips(pods: &[&Pod]) -> BTreeSet<String> {
+/// The IPs in `family` of the pods the endpoints controllers list as
+/// ready: Ready condition True, not terminating, with an address.
+pub fn ready_pod_ips(pods: &[&Pod], family: IpFamily) -> BTreeSet<String> {
+    ready_statuses(pods)
+        .flat_map(|s| {
+            let listed = s.pod_ips.iter().flatten().map(|i| i.ip.clone());
+            listed.chain(s.pod_ip.clone()).collect::<BTreeSet<_>>()
+        })
+        .filter(|ip| IpFamily::of(ip) == Some(family))
+        .collect()
+}
+
+/// The status of each Ready, not terminating pod.
+fn ready_statuses<'a>(
+    pods: &'a [&'a Pod],
+) -> impl Iterator<Item = &'a k8s_openapi::api::core::v1::PodStatus> + 'a {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| p.status.as_ref())
@@ -380,8 +394,13 @@ pub fn ready_pod_ips(pods: &[&Pod]) -> BTreeSet<String> {
                 .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
-        .filter_map(|s| s.pod_ip.clone())
-        .filter(|ip| !ip.is_empty())
+}
+
+/// The addresses of `family` among `addresses`.
+fn in_family(addresses: BTreeSet<String>, family: IpFamily) -> BTreeSet<String> {
+    addresses
+        .into_iter()
+        .filter(|a| IpFamily::of(a) == Some(family))
         .collect()
 }
 
@@ -427,9 +446,10 @@ pub fn addresses_match_ready_pods(
 pub fn endpoints_match_ready_pods(
     name: &str,
     want: usize,
+    family: IpFamily,
 ) -> impl Fn(&[&Endpoints], &[&Pod]) -> Progress + '_ {
     move |endpoints, pods| {
-        let pod_ips = ready_pod_ips(pods);
+        let pod_ips = ready_pod_ips(pods, family);
         let Some(e) = endpoints.iter().find(|e| e.name_any() == name) else {
             return Progress::new(
                 false,
@@ -450,6 +470,7 @@ pub fn endpoints_match_ready_pods(
                     .map(|a| a.ip.clone()),
             );
         }
+        let (ready, not_ready) = (in_family(ready, family), in_family(not_ready, family));
         addresses_match_ready_pods(&ready, &not_ready, &pod_ips, want)
     }
 }
@@ -466,17 +487,18 @@ pub fn unready_endpoints(slices: &[&DynamicObject]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The EndpointSlices' ready addresses are exactly the Ready pods' IPs,
-/// `want` of them.
+/// The EndpointSlices' ready addresses in `family` are exactly the Ready
+/// pods' IPs in it, `want` of them.
 pub fn endpoint_slices_match_ready_pods(
     want: usize,
+    family: IpFamily,
 ) -> impl Fn(&[&DynamicObject], &[&Pod]) -> Progress {
     move |slices, pods| {
         let (ready, _) = ready_endpoints(slices);
         let progress = addresses_match_ready_pods(
-            &ready,
-            &unready_endpoints(slices),
-            &ready_pod_ips(pods),
+            &in_family(ready, family),
+            &in_family(unready_endpoints(slices), family),
+            &ready_pod_ips(pods, family),
             want,
         );
         Progress::new(
@@ -572,7 +594,9 @@ pub fn load_balancer_ingress(name: &str) -> impl Fn(&[&Service]) -> Progress + '
 /// Exactly `want` of the pods are Ready.
 pub fn ready_pods(want: usize) -> impl Fn(&[&Pod]) -> Progress {
     move |pods| {
-        let ready = ready_pod_ips(pods).len();
+        let ready = ready_statuses(pods)
+            .filter(|s| s.pod_ip.as_ref().is_some_and(|ip| !ip.is_empty()))
+            .count();
         Progress::new(
             ready == want,
             format!("{ready}/{} pods Ready (want {want})", pods.len()),
@@ -721,7 +745,7 @@ mod tests {
             pod("d", "", true, false),
         ];
         let refs: Vec<&Pod> = pods.iter().collect();
-        assert_eq!(ready_pod_ips(&refs), set(&["10.244.1.2"]));
+        assert_eq!(ready_pod_ips(&refs, IpFamily::Ipv4), set(&["10.244.1.2"]));
     }
 
     #[test]
@@ -760,7 +784,7 @@ mod tests {
             pod("c", "10.244.2.2", true, false),
         ];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let p = endpoints_match_ready_pods("web", 2)(&[&endpoints], &refs);
+        let p = endpoints_match_ready_pods("web", 2, IpFamily::Ipv4)(&[&endpoints], &refs);
         assert!(p.done, "{p:?}");
         assert!(
             p.status.contains("not-ready addresses [10.244.1.3]"),
@@ -773,14 +797,14 @@ mod tests {
             .as_mut()
             .unwrap()
             .push(serde_json::from_value(serde_json::json!({"ip": "10.244.1.3"})).unwrap());
-        let p = endpoints_match_ready_pods("web", 2)(&[&published], &refs);
+        let p = endpoints_match_ready_pods("web", 2, IpFamily::Ipv4)(&[&published], &refs);
         assert!(!p.done);
         assert!(
             p.status
                 .contains("listed but not a Ready pod: [10.244.1.3]"),
             "{p:?}"
         );
-        assert!(!endpoints_match_ready_pods("web", 0)(&[], &[]).done);
+        assert!(!endpoints_match_ready_pods("web", 0, IpFamily::Ipv4)(&[], &[]).done);
     }
 
     #[test]
@@ -797,7 +821,7 @@ mod tests {
             pod("b", "10.244.1.3", false, false),
         ];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let p = endpoint_slices_match_ready_pods(1)(&[&s], &refs);
+        let p = endpoint_slices_match_ready_pods(1, IpFamily::Ipv4)(&[&s], &refs);
         assert!(p.done, "{p:?}");
         assert!(
             p.status
@@ -806,7 +830,7 @@ mod tests {
         );
         let other = [pod("x", "10.244.9.9", true, false)];
         let refs: Vec<&Pod> = other.iter().collect();
-        assert!(!endpoint_slices_match_ready_pods(1)(&[&s], &refs).done);
+        assert!(!endpoint_slices_match_ready_pods(1, IpFamily::Ipv4)(&[&s], &refs).done);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Assertion, ErrorKind, Outcome, ProxyMode, ReportKind, Variant};
+use super::{Assertion, ErrorKind, IpFamily, Outcome, ProxyMode, ReportKind, Variant};
 
 /// Per-request timeout of the probe: long enough for a loaded 2-core node,
 /// short enough that a blackholed request costs little.
@@ -525,6 +525,23 @@ impl Probe {
             Probe::ApiWarnings(_) => ReportKind::Warnings,
         }
     }
+
+    /// The probe as it runs in `family`: an address query (`type: A`)
+    /// asks for the family's records (AAAA in IPv6); the rest is the same.
+    pub fn in_family(&self, family: IpFamily) -> Probe {
+        match self {
+            Probe::Dns {
+                name,
+                record_type,
+                no_search,
+            } if family == IpFamily::Ipv6 && record_type.eq_ignore_ascii_case("A") => Probe::Dns {
+                name: name.clone(),
+                record_type: "AAAA".into(),
+                no_search: *no_search,
+            },
+            other => other.clone(),
+        }
+    }
 }
 
 impl Probe {
@@ -904,6 +921,26 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_queries_ask_for_the_family() {
+        let a = Probe::Dns {
+            name: "web".into(),
+            record_type: "A".into(),
+            no_search: false,
+        };
+        let Probe::Dns { record_type, .. } = a.in_family(IpFamily::Ipv6) else {
+            panic!()
+        };
+        assert_eq!(record_type, "AAAA");
+        assert_eq!(a.in_family(IpFamily::Ipv4), a);
+        let srv = Probe::Dns {
+            name: "_http._tcp.web".into(),
+            record_type: "SRV".into(),
+            no_search: true,
+        };
+        assert_eq!(srv.in_family(IpFamily::Ipv6), srv);
+    }
 
     const CASE: &str = r#"
 name: clusterip-basic

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ProxyMode;
+use super::{IpFamily, ProxyMode};
 
 /// Plain runs check the cluster; sabotaged runs check the check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,6 +22,10 @@ pub enum Variant {
 #[serde(rename_all = "camelCase")]
 pub struct CaseKey {
     pub mode: ProxyMode,
+    /// The family the case ran in, where the run has any but IPv4 alone
+    /// (`None`: an IPv4-only run, whose names carry no family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<IpFamily>,
     pub suite: String,
     pub case: String,
     pub variant: Variant,
@@ -36,12 +40,31 @@ impl CaseKey {
             Variant::Sabotaged => format!("{}::sabotaged", self.case),
         }
     }
+
+    /// The mode, with the family where the run names one: `nftables`,
+    /// `nftables.ipv6` (JUnit testsuite and classname).
+    pub fn scope(&self) -> String {
+        match self.family {
+            Some(family) => format!("{}.{family}", self.mode),
+            None => self.mode.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for CaseKey {
-    /// `<mode>::<suite>::<case>[::sabotaged]`, the test name filters match.
+    /// `<mode>[::<family>]::<suite>::<case>[::sabotaged]`, the test name
+    /// filters match.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}::{}::{}", self.mode, self.suite, self.case_name())
+        match self.family {
+            Some(family) => write!(
+                f,
+                "{}::{family}::{}::{}",
+                self.mode,
+                self.suite,
+                self.case_name()
+            ),
+            None => write!(f, "{}::{}::{}", self.mode, self.suite, self.case_name()),
+        }
     }
 }
 
@@ -114,6 +137,9 @@ pub struct ClusterInfo {
     pub provider: String,
     pub kubernetes_version: String,
     pub nodes: usize,
+    /// The IP families of the nodes' InternalIPs (IPv4 first).
+    #[serde(default)]
+    pub families: Vec<IpFamily>,
     /// Who programs Services on each node, read before the cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataplane: Option<super::Dataplane>,

@@ -7,6 +7,7 @@ mod dataplane;
 mod deadlines;
 mod event;
 mod expectation;
+mod family;
 mod mode;
 mod observation;
 
@@ -25,6 +26,7 @@ pub use deadlines::{
 };
 pub use event::{CaseKey, CaseOutcome, CaseResult, ClusterInfo, Event, Variant};
 pub use expectation::{Assertion, ErrorKind, Outcome, Rcode, ReportKind};
+pub use family::{bracket_host, host_prefix, IpFamilies, IpFamily, UnknownIpFamily};
 pub use mode::{ProxyMode, UnknownProxyMode};
 pub use observation::{
     DnsReport, ErrorCounts, HttpReport, Observation, ProbeReport, TcpReport, WarningsReport,

@@ -25,14 +25,22 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             path,
             interval_ms,
         } => {
-            let url = format!("http://{}{}", facts.render(target), facts.render(path));
+            let url = format!(
+                "http://{}{}",
+                facts.render_target(target),
+                facts.render(path)
+            );
             let mut opts = svcconf_probe::HttpOptions::new(url.clone());
             opts.count = *count;
             opts.timeout = timeout;
             opts.interval = Duration::from_millis(u64::from(*interval_ms));
             let report = svcconf_probe::http_probe(&opts).await;
             let command = format!("http {url} --count {count}");
-            (command, facts.render(target), ProbeReport::Http(report))
+            (
+                command,
+                facts.render_target(target),
+                ProbeReport::Http(report),
+            )
         }
         Probe::Udp {
             target,
@@ -40,7 +48,7 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             interval_ms,
             source_port,
         } => {
-            let target = facts.render(target);
+            let target = facts.render_target(target);
             let source_port = source_port.map(|p| crate::template::source_port(p, facts));
             let opts = svcconf_probe::UdpOptions {
                 target: target.clone(),
@@ -59,7 +67,7 @@ pub async fn run(probe: &Probe, facts: &Facts) -> Result<Observation, ProbeError
             (command, target, ProbeReport::Http(report))
         }
         Probe::Tcp { target } => {
-            let target = facts.render(target);
+            let target = facts.render_target(target);
             let report = svcconf_probe::tcp_probe(&target, timeout, None).await;
             (format!("tcp {target}"), target, ProbeReport::Tcp(report))
         }

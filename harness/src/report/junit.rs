@@ -13,7 +13,7 @@ use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::{Reader, Writer};
 
 use super::{write_file, ModeState, ReportError, Reporter, RunRecord};
-use crate::model::{CaseOutcome, Event, ProxyMode};
+use crate::model::{CaseKey, CaseOutcome, Event, IpFamily, ProxyMode};
 
 /// Attributes the schema allows on `<testsuites>`.
 const ROOT_ATTRIBUTES: [&str; 5] = ["name", "time", "tests", "failures", "errors"];
@@ -50,12 +50,12 @@ pub(super) fn one_line(s: &str) -> String {
 /// The JUnit document for `record`: a testsuite per (mode, suite), a
 /// testcase per case run, properties describing the cluster.
 pub fn junit_xml(record: &RunRecord) -> Result<String, ReportError> {
-    let mut suites: BTreeMap<(ProxyMode, String), TestSuite> = BTreeMap::new();
+    let mut suites: BTreeMap<(ProxyMode, Option<IpFamily>, String), TestSuite> = BTreeMap::new();
     for result in record.results() {
         let key = &result.key;
         let suite = suites
-            .entry((key.mode, key.suite.clone()))
-            .or_insert_with(|| new_suite(record, key.mode, &key.suite));
+            .entry((key.mode, key.family, key.suite.clone()))
+            .or_insert_with(|| new_suite(record, key));
         let status = match &result.outcome {
             CaseOutcome::Passed => TestCaseStatus::success(),
             CaseOutcome::Failed { message } => {
@@ -79,7 +79,7 @@ pub fn junit_xml(record: &RunRecord) -> Result<String, ReportError> {
             }
         };
         let mut case = TestCase::new(key.case_name(), status);
-        case.set_classname(format!("svcconf.{}.{}", key.mode, key.suite));
+        case.set_classname(format!("svcconf.{}.{}", key.scope(), key.suite));
         case.set_time(Duration::from_secs_f64(result.seconds));
         let mut out = String::new();
         if let Some(ns) = &result.namespace {
@@ -101,7 +101,7 @@ pub fn junit_xml(record: &RunRecord) -> Result<String, ReportError> {
         case.set_classname("svcconf.setup");
         let mut suite = TestSuite::new("svcconf.setup");
         suite.add_test_case(case);
-        suites.insert((ProxyMode::Iptables, String::new()), suite);
+        suites.insert((ProxyMode::Iptables, None, String::new()), suite);
     }
     let mut report = Report::new("svcconf");
     report.set_time(Duration::from_secs_f64(record.seconds));
@@ -112,9 +112,14 @@ pub fn junit_xml(record: &RunRecord) -> Result<String, ReportError> {
     schema_root(&xml)
 }
 
-fn new_suite(record: &RunRecord, mode: ProxyMode, suite: &str) -> TestSuite {
-    let mut s = TestSuite::new(format!("{mode}.{suite}"));
+/// The testsuite of `key`'s mode, family and suite.
+fn new_suite(record: &RunRecord, key: &CaseKey) -> TestSuite {
+    let (mode, suite) = (key.mode, key.suite.as_str());
+    let mut s = TestSuite::new(format!("{}.{suite}", key.scope()));
     let mut props = vec![Property::new("proxyMode", mode.as_str())];
+    if let Some(family) = key.family {
+        props.push(Property::new("ipFamily", family.as_str()));
+    }
     match record.modes.get(&mode) {
         Some(ModeState::Ready { cluster, .. }) => {
             props.push(Property::new(
@@ -149,7 +154,7 @@ fn new_suite(record: &RunRecord, mode: ProxyMode, suite: &str) -> TestSuite {
     let seconds: f64 = record
         .results()
         .iter()
-        .filter(|r| r.key.mode == mode && r.key.suite == suite)
+        .filter(|r| r.key.mode == mode && r.key.family == key.family && r.key.suite == suite)
         .map(|r| r.seconds)
         .sum();
     s.set_time(Duration::from_secs_f64(seconds));
@@ -189,11 +194,12 @@ pub(super) fn schema_root(xml: &str) -> Result<String, ReportError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{CaseKey, CaseResult, ClusterInfo, Variant};
+    use crate::model::{CaseResult, ClusterInfo, Variant};
 
     fn key(mode: ProxyMode, case: &str, variant: Variant) -> CaseKey {
         CaseKey {
             mode,
+            family: None,
             suite: "routing".into(),
             case: case.into(),
             variant,
@@ -223,6 +229,7 @@ pub(crate) mod tests {
             provider: "kind".into(),
             kubernetes_version: "v1.34.4".into(),
             nodes: 3,
+            families: vec![],
             dataplane: Some(crate::model::Dataplane {
                 nodes: vec![crate::model::NodeDataplane {
                     node: "svcconf-iptables-worker".into(),

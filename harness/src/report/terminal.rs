@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::{ModeState, ReportError, Reporter, RunRecord};
-use crate::model::{CaseKey, CaseOutcome, Event, ProxyMode};
+use crate::model::{CaseKey, CaseOutcome, Event, IpFamily, ProxyMode};
 
 /// A phase this long without news gets a line in CI logs, and another
 /// every time it lasts this much longer.
@@ -195,30 +195,49 @@ impl Reporter for TerminalReporter {
 /// The case × mode table, per-mode timings and the counts.
 pub fn table(record: &RunRecord) -> String {
     let results = record.results();
+    // A column per mode, and per family where the run names families.
+    let columns: Vec<(ProxyMode, Option<IpFamily>)> = results
+        .iter()
+        .map(|r| (r.key.mode, r.key.family))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let modes: Vec<ProxyMode> = {
-        let mut m: Vec<ProxyMode> = results.iter().map(|r| r.key.mode).collect();
-        m.dedup();
-        m.sort();
+        let mut m: Vec<ProxyMode> = columns.iter().map(|c| c.0).collect();
         m.dedup();
         m
     };
-    let mut rows: BTreeMap<String, BTreeMap<ProxyMode, &'static str>> = BTreeMap::new();
+    let mut rows: BTreeMap<String, BTreeMap<(ProxyMode, Option<IpFamily>), &'static str>> =
+        BTreeMap::new();
     for r in &results {
         rows.entry(format!("{}/{}", r.key.suite, r.key.case_name()))
             .or_default()
-            .insert(r.key.mode, r.outcome.label());
+            .insert((r.key.mode, r.key.family), r.outcome.label());
     }
+    let heading = |(mode, family): &(ProxyMode, Option<IpFamily>)| match family {
+        Some(f) => format!("{mode}/{f}"),
+        None => mode.to_string(),
+    };
+    let cell = columns
+        .iter()
+        .map(|c| heading(c).len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let width = rows.keys().map(String::len).max().unwrap_or(4).max(4);
     let mut s = format!("\n{:width$}", "case");
-    for m in &modes {
-        s.push_str(&format!("  {:<8}", m.as_str()));
+    for c in &columns {
+        s.push_str(&format!("  {:<cell$}", heading(c)));
     }
     s = s.trim_end().to_string();
     s.push('\n');
-    for (case, by_mode) in &rows {
+    for (case, by_column) in &rows {
         s.push_str(&format!("{case:width$}"));
-        for m in &modes {
-            s.push_str(&format!("  {:<8}", by_mode.get(m).copied().unwrap_or("-")));
+        for c in &columns {
+            s.push_str(&format!(
+                "  {:<cell$}",
+                by_column.get(c).copied().unwrap_or("-")
+            ));
         }
         s.truncate(s.trim_end().len());
         s.push('\n');
@@ -314,6 +333,7 @@ mod tests {
         let mut record = RunRecord::default();
         let key = CaseKey {
             mode: ProxyMode::Nftables,
+            family: None,
             suite: "routing".into(),
             case: "clusterip-basic".into(),
             variant: Variant::Plain,

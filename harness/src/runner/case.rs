@@ -20,8 +20,8 @@ use crate::kube::jig::Jig;
 use crate::kube::manifest;
 use crate::kube::namespace;
 use crate::model::{
-    Action, Addon, Case, CaseKey, CaseOutcome, CaseResult, ClientPods, Deadlines, Readiness,
-    Variant,
+    Action, Addon, Case, CaseKey, CaseOutcome, CaseResult, ClientPods, Deadlines, IpFamily,
+    Readiness, Variant,
 };
 use crate::steps;
 use crate::template::{self, Facts};
@@ -225,14 +225,21 @@ impl CaseRunner {
 
     /// One run of `case`; always a result, never a panic or a hang past
     /// the deadlines. The namespace is deleted before returning.
-    pub async fn run(&self, case: &Case, variant: Variant) -> CaseResult {
+    pub async fn run(&self, case: &Case, variant: Variant, family: Option<IpFamily>) -> CaseResult {
         let key = CaseKey {
             mode: self.cluster.info.mode,
+            family,
             suite: case.suite.clone(),
             case: case.name.clone(),
             variant,
         };
-        let unmet = self.unmet_needs(case).await;
+        let mut unmet = self.unmet_needs(case).await;
+        let families = &self.cluster.info.families;
+        if let Some(f) = family.filter(|f| !families.contains(f)) {
+            unmet.push(format!(
+                "the run asks for {f}, and not every node of the cluster has an {f} InternalIP"
+            ));
+        }
         if !unmet.is_empty() && !self.cluster.in_pod {
             // Not run, so not passed: an error that says what is missing.
             let message = unmet.join("; ");
@@ -297,7 +304,9 @@ impl CaseRunner {
                 None,
             ),
             Ok(ns) => {
-                let jig = Jig::new(client.clone(), ns.clone());
+                let in_family = family.unwrap_or(IpFamily::Ipv4);
+                let dual_stack = self.cluster.info.families.len() > 1;
+                let jig = Jig::new(client.clone(), ns.clone()).with_family(in_family, dual_stack);
                 let outcome = self
                     .run_in(&jig, case, variant, &phase, &mut evidence)
                     .await;
@@ -632,7 +641,7 @@ impl CaseRunner {
         };
         let objects: Vec<serde_json::Value> = objects
             .iter()
-            .map(|o| template::render_json(o, &facts))
+            .map(|o| jig.manifest(&template::render_json(o, &facts)))
             .collect();
         phase(format!("applying {} objects", objects.len()));
         for object in &objects {

@@ -9,7 +9,8 @@ use super::cluster_error_chain;
 use crate::cluster;
 use crate::kube::jig::Jig;
 use crate::model::{
-    Assertion, ClientPlacement, ObjectRef, Observation, Probe, ProbeReport, WarningsReport,
+    Assertion, ClientPlacement, IpFamily, ObjectRef, Observation, Probe, ProbeReport,
+    WarningsReport,
 };
 use crate::probe;
 use crate::resolve;
@@ -24,8 +25,22 @@ impl CaseRunner {
         check: &crate::model::Check,
         evidence: &mut Vec<String>,
     ) -> Result<Vec<String>, String> {
+        let in_family = crate::model::Check {
+            probe: check.probe.in_family(jig.family),
+            ..check.clone()
+        };
+        let check = &in_family;
         let mode = self.cluster.info.mode;
         let assertions = check.expectations(mode);
+        if let Some(why) =
+            foreign_service_lacks_family(jig, &templates(&check.probe, assertions)).await
+        {
+            evidence.push(format!(
+                "check {} not run in {}: {why}",
+                check.name, jig.family
+            ));
+            return Ok(Vec::new());
+        }
         let facts = self
             .facts(jig, &check.probe, assertions, &check.from)
             .await?;
@@ -86,7 +101,7 @@ impl CaseRunner {
             let own;
             let jig = match &check.from {
                 ClientPlacement::Pod(_) => {
-                    own = Jig::new(jig.client.clone(), jig.namespace.clone());
+                    own = jig.in_namespace(jig.namespace.clone());
                     &own
                 }
                 _ => jig,
@@ -141,15 +156,16 @@ impl CaseRunner {
         }
         let target = match &check.probe {
             Probe::Http { target, .. } | Probe::Udp { target, .. } | Probe::Tcp { target } => {
-                facts.render(target)
+                facts.render_target(target)
             }
             Probe::Dns { .. } | Probe::ApiWarnings(_) => return Vec::new(),
         };
         let host = target
             .rsplit_once(':')
             .map_or(target.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']'])
             .to_string();
-        let nodes = crate::kube::nodes::internal_ips(&self.cluster.client)
+        let nodes = crate::kube::nodes::internal_ips(&self.cluster.client, IpFamily::of(&host))
             .await
             .unwrap_or_default();
         match nodes.iter().find(|(_, ip)| *ip == host) {
@@ -168,18 +184,10 @@ impl CaseRunner {
     ) -> Result<Facts, String> {
         let mut facts = Facts::default();
         facts.vars.insert("namespace".into(), jig.namespace.clone());
-        let mut templates = match probe {
-            Probe::Http { target, path, .. } => vec![target.clone(), path.clone()],
-            Probe::Tcp { target } | Probe::Udp { target, .. } => vec![target.clone()],
-            Probe::Dns { name, .. } => vec![name.clone()],
-            Probe::ApiWarnings(object) => vec![object.name.clone()],
-        };
+        let templates = templates(probe, assertions);
         let mut selectors = BTreeSet::new();
         for a in assertions {
             match a {
-                Assertion::Answers(answers) | Assertion::Srv(answers) => {
-                    templates.extend(answers.iter().cloned())
-                }
                 Assertion::Backends { pods, .. } => {
                     selectors.insert(pods.clone());
                 }
@@ -304,4 +312,49 @@ fn join(items: &BTreeSet<String>) -> String {
     } else {
         items.iter().cloned().collect::<Vec<_>>().join(", ")
     }
+}
+
+/// The templates a check's probe and assertions render.
+fn templates(probe: &Probe, assertions: &[Assertion]) -> Vec<String> {
+    let mut templates = match probe {
+        Probe::Http { target, path, .. } => vec![target.clone(), path.clone()],
+        Probe::Tcp { target } | Probe::Udp { target, .. } => vec![target.clone()],
+        Probe::Dns { name, .. } => vec![name.clone()],
+        Probe::ApiWarnings(object) => vec![object.name.clone()],
+    };
+    for a in assertions {
+        if let Assertion::Answers(answers) | Assertion::Srv(answers) = a {
+            templates.extend(answers.iter().cloned());
+        }
+    }
+    templates
+}
+
+/// Why a check cannot hold in the jig's family because of a Service that
+/// is not the case's (`${clusterIP:default/kubernetes}`): the cluster made
+/// it single-stack in its primary family, which may be the other one.
+/// `None` when every such Service has an address in the family.
+async fn foreign_service_lacks_family(jig: &Jig, templates: &[String]) -> Option<String> {
+    for placeholder in crate::template::placeholders(templates) {
+        let crate::template::Placeholder::ClusterIp {
+            namespace: Some(ns),
+            service,
+        } = placeholder
+        else {
+            continue;
+        };
+        if ns == jig.namespace {
+            continue;
+        }
+        let theirs = jig.in_namespace(ns.clone());
+        if let Err(crate::kube::jig::JigError::NoClusterIp { .. }) =
+            theirs.cluster_ip(&service).await
+        {
+            return Some(format!(
+                "Service {ns}/{service} is the cluster's, not the case's, and has no {} ClusterIP",
+                jig.family
+            ));
+        }
+    }
+    None
 }

@@ -22,7 +22,7 @@ pub use case::{CaseRunner, PhaseSink};
 use crate::cluster::{self, metallb::MetallbSource};
 use crate::fixture::{Fixtures, PROBE_IMAGE};
 use crate::kube::namespace;
-use crate::model::{Case, CaseKey, CaseResult, Event, ProxyMode, Variant};
+use crate::model::{Case, CaseKey, CaseResult, Event, IpFamily, ProxyMode, Variant};
 
 /// How often reporters hear [`Event::Tick`] while cases run.
 const TICK: Duration = Duration::from_secs(5);
@@ -100,6 +100,9 @@ pub fn start_order<'a>(
 #[derive(Clone)]
 pub struct RunPlan {
     pub modes: Vec<ProxyMode>,
+    /// The IP families every case runs in, per mode (IPv4 alone: result
+    /// names carry no family).
+    pub families: Vec<IpFamily>,
     pub cases: Vec<Case>,
     pub variants: Vec<Variant>,
     /// Cases run at once within a mode.
@@ -115,18 +118,36 @@ impl RunPlan {
     pub fn keys(&self) -> Vec<CaseKey> {
         let mut keys = Vec::new();
         for mode in &self.modes {
-            for case in &self.cases {
-                for variant in &self.variants {
-                    keys.push(CaseKey {
-                        mode: *mode,
-                        suite: case.suite.clone(),
-                        case: case.name.clone(),
-                        variant: *variant,
-                    });
+            for family in self.named_families() {
+                for case in &self.cases {
+                    for variant in &self.variants {
+                        keys.push(CaseKey {
+                            mode: *mode,
+                            family,
+                            suite: case.suite.clone(),
+                            case: case.name.clone(),
+                            variant: *variant,
+                        });
+                    }
                 }
             }
         }
         keys
+    }
+
+    /// The families as result names carry them: `[None]` for an IPv4-only
+    /// run (names as they always were), else each family by name.
+    pub fn named_families(&self) -> Vec<Option<IpFamily>> {
+        named_families(&self.families)
+    }
+}
+
+/// See [`RunPlan::named_families`].
+pub fn named_families(families: &[IpFamily]) -> Vec<Option<IpFamily>> {
+    if families.is_empty() || families == [IpFamily::Ipv4] {
+        vec![None]
+    } else {
+        families.iter().copied().map(Some).collect()
     }
 }
 
@@ -273,16 +294,23 @@ impl Session {
 
     /// One run of `case` on `runner`, between `CaseStarted` and
     /// `CaseFinished`.
-    pub async fn run_case(&self, runner: &CaseRunner, case: &Case, variant: Variant) -> CaseResult {
+    pub async fn run_case(
+        &self,
+        runner: &CaseRunner,
+        case: &Case,
+        variant: Variant,
+        family: Option<IpFamily>,
+    ) -> CaseResult {
         self.send(Event::CaseStarted {
             key: CaseKey {
                 mode: runner.cluster.info.mode,
+                family,
                 suite: case.suite.clone(),
                 case: case.name.clone(),
                 variant,
             },
         });
-        let result = runner.run(case, variant).await;
+        let result = runner.run(case, variant, family).await;
         self.send(Event::CaseFinished {
             result: result.clone(),
         });
@@ -382,11 +410,17 @@ pub async fn run(
                 .iter()
                 .flat_map(|c| plan.variants.iter().map(move |v| (c, *v)));
             let runs = start_order(runs, session.fixtures());
-            let mut results = futures::stream::iter(
-                runs.into_iter()
-                    .map(|(case, variant)| session.run_case(&runner, case, variant)),
-            )
-            .buffer_unordered(plan.concurrency.max(1));
+            // Family after family, each in the start order.
+            let runs = plan
+                .named_families()
+                .into_iter()
+                .flat_map(|f| runs.iter().map(move |(c, v)| (*c, *v, f)))
+                .collect::<Vec<_>>();
+            let mut results =
+                futures::stream::iter(runs.into_iter().map(|(case, variant, family)| {
+                    session.run_case(&runner, case, variant, family)
+                }))
+                .buffer_unordered(plan.concurrency.max(1));
             while let Some(result) = results.next().await {
                 if !result.outcome.is_success() {
                     failed.store(true, Ordering::Relaxed);
@@ -435,6 +469,27 @@ mod tests {
     use super::*;
     use crate::catalog::Project;
     use crate::kube::manifest::ImageMap;
+
+    #[test]
+    fn ipv4_alone_names_no_family() {
+        assert_eq!(named_families(&[IpFamily::Ipv4]), vec![None]);
+        assert_eq!(
+            named_families(&[IpFamily::Ipv4, IpFamily::Ipv6]),
+            vec![Some(IpFamily::Ipv4), Some(IpFamily::Ipv6)]
+        );
+        let key = CaseKey {
+            mode: ProxyMode::Nftables,
+            family: Some(IpFamily::Ipv6),
+            suite: "routing".into(),
+            case: "clusterip-basic".into(),
+            variant: Variant::Sabotaged,
+        };
+        assert_eq!(
+            key.to_string(),
+            "nftables::ipv6::routing::clusterip-basic::sabotaged"
+        );
+        assert_eq!(key.scope(), "nftables.ipv6");
+    }
 
     #[test]
     fn lone_runs_start_first_then_the_long_cases() {
