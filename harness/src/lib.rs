@@ -35,7 +35,8 @@
 //! let session = Session::new(clusters, fixtures, Deadlines::default(), events);
 //! let runner = session.runner(ProxyMode::Iptables).await?;
 //! let case = catalog.get("clusterip-basic").unwrap();
-//! let result = session.run_case(&runner, case, Variant::Plain).await;
+//! // `None`: the IPv4 run of a single-family cluster (no family in its name).
+//! let result = session.run_case(&runner, case, Variant::Plain, None).await;
 //! println!("{}: {:?}", result.key, result.outcome);
 //! session.finish(false, None, false, std::time::Instant::now()).await;
 //! let (_record, _errors) = reporting.await?;
