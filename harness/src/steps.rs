@@ -262,8 +262,9 @@ pub async fn perform(
                 .into_iter()
                 .next()
                 .ok_or_else(|| "no ready client pod to send the GET from".to_string())?;
+            let address = format!("{}:{port}", target.ip);
             let probe = Probe::Http {
-                target: format!("{}:{port}", target.ip),
+                target: address.clone(),
                 count: 1,
                 path: path.clone(),
                 interval_ms: 0,
@@ -294,15 +295,13 @@ pub async fn perform(
                     _ if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(500)).await
                     }
-                    _ => {
-                        return Err(format!(
-                            "expected GET {} (pod {}) to answer 200 within {}s, saw {}",
-                            probe::command(&probe, &Facts::default())[2],
-                            target.name,
-                            scaled(HTTP_GET_DEADLINE).as_secs(),
-                            out.stdout.trim()
-                        ))
-                    }
+                    _ => return Err(format!(
+                        "expected GET http://{}{path} (pod {}) to answer 200 within {}s, saw {}",
+                        crate::model::bracket_host(&address),
+                        target.name,
+                        scaled(HTTP_GET_DEADLINE).as_secs(),
+                        out.stdout.trim()
+                    )),
                 }
             }
         }

@@ -440,7 +440,6 @@ fn check_mode(info: &ClusterInfo) -> Result<(), ClusterError> {
     }
 }
 
-/// Nodes a kind config declares (one control plane when it says nothing).
 /// `svcconf-<mode>`, and `-dual` / `-ipv6` after it for those families, so
 /// a kept cluster of one family is never reused for another.
 pub fn kind_name(mode: ProxyMode, families: IpFamilies) -> String {
@@ -450,6 +449,7 @@ pub fn kind_name(mode: ProxyMode, families: IpFamilies) -> String {
     }
 }
 
+/// Nodes a kind config declares (one control plane when it says nothing).
 fn kind_config_nodes(config: &str) -> usize {
     serde_saphyr::from_str::<serde_json::Value>(config)
         .ok()

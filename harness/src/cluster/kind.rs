@@ -48,22 +48,19 @@ pub fn kind_config_for_host(text: &str, cgroup_v1: bool) -> Result<String, Strin
     if !cgroup_v1 {
         return Ok(text.to_string());
     }
-    let mut config: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| format!("not YAML kind can read: {e}"))?;
-    let map = config
-        .as_object_mut()
-        .ok_or("the kind config is not a mapping")?;
-    let patches = map
-        .entry("kubeadmConfigPatches")
-        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-    if patches.is_null() {
-        *patches = serde_json::Value::Array(Vec::new());
-    }
-    patches
-        .as_array_mut()
-        .ok_or("kubeadmConfigPatches is not a list")?
-        .push(CGROUP_V1_PATCH.into());
-    serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
+    derive_config(text, |map| {
+        let patches = map
+            .entry("kubeadmConfigPatches")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if patches.is_null() {
+            *patches = serde_json::Value::Array(Vec::new());
+        }
+        patches
+            .as_array_mut()
+            .ok_or("kubeadmConfigPatches is not a list")?
+            .push(CGROUP_V1_PATCH.into());
+        Ok(())
+    })
 }
 
 /// The kind config for a cluster of `families`: `text` as it is for IPv4
@@ -72,18 +69,28 @@ pub fn kind_config_for_families(text: &str, families: IpFamilies) -> Result<Stri
     if families == IpFamilies::Ipv4 {
         return Ok(text.to_string());
     }
+    derive_config(text, |map| {
+        map.entry("networking")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .ok_or("networking is not a mapping")?
+            .insert("ipFamily".into(), families.as_str().into());
+        Ok(())
+    })
+}
+
+/// A kind config read, changed by `edit` at its top level, and written as
+/// JSON (which kind reads like any YAML).
+fn derive_config(
+    text: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> Result<(), &'static str>,
+) -> Result<String, String> {
     let mut config: serde_json::Value =
         serde_saphyr::from_str(text).map_err(|e| format!("not YAML kind can read: {e}"))?;
     let map = config
         .as_object_mut()
         .ok_or("the kind config is not a mapping")?;
-    let networking = map
-        .entry("networking")
-        .or_insert_with(|| serde_json::json!({}));
-    networking
-        .as_object_mut()
-        .ok_or("networking is not a mapping")?
-        .insert("ipFamily".into(), families.as_str().into());
+    edit(map)?;
     serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
 }
 

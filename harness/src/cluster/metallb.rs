@@ -120,12 +120,12 @@ impl std::str::FromStr for AddressRange {
                 .ok()
                 .filter(|b| *b <= width - 2)
                 .ok_or_else(bad)?;
-            let host_bits = width - bits;
-            let mask = !((1u128 << host_bits) - 1) & (u128::MAX >> (128 - width));
-            let base = number(net) & mask;
+            // The host part's bits (at least 2, at most 128).
+            let host = u128::MAX >> (128 - (width - bits));
+            let base = number(net) & !host;
             AddressRange {
                 first: address(net, base + 1),
-                last: address(net, (base | !mask & (u128::MAX >> (128 - width))) - 1),
+                last: address(net, (base | host) - 1),
             }
         };
         if range.first.is_ipv4() != range.last.is_ipv4() {
@@ -552,7 +552,7 @@ impl OnFirstUse {
         self.installed
             .get_or_init(|| async {
                 let mode = cluster.info.mode;
-                let source = self.source.clone();
+                let source = &self.source;
                 let mut ranges: Vec<AddressRange> = source.addresses.into_iter().collect();
                 if ranges.is_empty() && cluster.node_images.is_some() {
                     // A block of each family the cluster runs.
@@ -574,7 +574,7 @@ impl OnFirstUse {
                     applier,
                     mode,
                     &pin,
-                    &source,
+                    source,
                     &ranges,
                     images,
                     cluster.node_images.as_ref(),

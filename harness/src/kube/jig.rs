@@ -535,22 +535,13 @@ fn is_ready(pod: &Pod) -> bool {
 /// The pod with its address in `family` (`status.podIPs`; `podIP` where
 /// that list is missing).
 fn pod_fact(pod: &Pod, family: IpFamily) -> PodFact {
-    let status = pod.status.as_ref();
-    let listed: Vec<String> = status
-        .and_then(|s| s.pod_ips.as_ref())
-        .map(|ips| ips.iter().map(|i| i.ip.clone()).collect())
-        .unwrap_or_default();
-    let ip = match family.pick(&listed) {
-        Some(ip) => ip.to_string(),
-        None if listed.is_empty() => status
-            .and_then(|s| s.pod_ip.clone())
-            .filter(|ip| IpFamily::of(ip) == Some(family))
-            .unwrap_or_default(),
-        None => String::new(),
-    };
     PodFact {
         name: pod.name_any(),
-        ip,
+        ip: pod
+            .status
+            .as_ref()
+            .and_then(|s| wait::pod_ip(s, family))
+            .unwrap_or_default(),
         node: pod
             .spec
             .as_ref()

@@ -373,12 +373,21 @@ where
 /// ready: Ready condition True, not terminating, with an address.
 pub fn ready_pod_ips(pods: &[&Pod], family: IpFamily) -> BTreeSet<String> {
     ready_statuses(pods)
-        .flat_map(|s| {
-            let listed = s.pod_ips.iter().flatten().map(|i| i.ip.clone());
-            listed.chain(s.pod_ip.clone()).collect::<BTreeSet<_>>()
-        })
-        .filter(|ip| IpFamily::of(ip) == Some(family))
+        .filter_map(|s| pod_ip(s, family))
         .collect()
+}
+
+/// A pod's address in `family`: from `status.podIPs`, or `podIP` where
+/// that list is missing.
+pub fn pod_ip(status: &k8s_openapi::api::core::v1::PodStatus, family: IpFamily) -> Option<String> {
+    match status.pod_ips.as_deref() {
+        Some(listed) if !listed.is_empty() => family.pick(listed.iter().map(|i| &i.ip)),
+        _ => status
+            .pod_ip
+            .as_deref()
+            .filter(|ip| IpFamily::of(ip) == Some(family)),
+    }
+    .map(String::from)
 }
 
 /// The status of each Ready, not terminating pod.

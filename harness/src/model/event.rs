@@ -55,16 +55,11 @@ impl fmt::Display for CaseKey {
     /// `<mode>[::<family>]::<suite>::<case>[::sabotaged]`, the test name
     /// filters match.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.family {
-            Some(family) => write!(
-                f,
-                "{}::{family}::{}::{}",
-                self.mode,
-                self.suite,
-                self.case_name()
-            ),
-            None => write!(f, "{}::{}::{}", self.mode, self.suite, self.case_name()),
+        write!(f, "{}", self.mode)?;
+        if let Some(family) = self.family {
+            write!(f, "::{family}")?;
         }
+        write!(f, "::{}::{}", self.suite, self.case_name())
     }
 }
 
