@@ -295,13 +295,15 @@ pub async fn perform(
                     _ if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(500)).await
                     }
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "expected GET http://{}{path} (pod {}) to answer 200 within {}s, saw {}",
                         crate::model::bracket_host(&address),
                         target.name,
                         scaled(HTTP_GET_DEADLINE).as_secs(),
                         out.stdout.trim()
-                    )),
+                    ))
+                    }
                 }
             }
         }

@@ -69,6 +69,9 @@ struct ProxySet {
     /// `None`: kube-proxy itself; else the replacement's name.
     replacement: Option<&'static str>,
     selector: String,
+    /// What its status says is still to come: pods not yet scheduled or not
+    /// yet ready (`None`: every pod it wants is there and ready).
+    rolling_out: Option<String>,
 }
 
 impl ProxySet {
@@ -163,18 +166,61 @@ async fn node_notices(client: &Client) -> BTreeMap<String, Vec<(String, String)>
     by_node
 }
 
+/// How long a proxy that does not answer or has not synced is read again
+/// before that is taken as its state: kubeadm's kube-proxy has no readiness
+/// probe, so a fresh cluster's DaemonSet is ready before `/healthz` listens.
+const PROXY_SETTLE: Duration = Duration::from_secs(10);
+
+/// How long a proxy DaemonSet whose pods are not all scheduled and ready is
+/// waited for: a cluster used the moment `kind create` returns has nodes
+/// whose kube-proxy pod does not exist yet, and those would read as nodes
+/// with no proxy (the run named mode `other`). A proxy that stays unready
+/// past this is reported as it is.
+const PROXY_ROLLOUT: Duration = Duration::from_secs(120);
+
+/// The nodes' dataplane, read again each second while a proxy DaemonSet is
+/// rolling out (see [`PROXY_ROLLOUT`]) or a proxy is starting (see
+/// [`PROXY_SETTLE`]); what is left after that is reported as it is.
+pub async fn settled_inventory(
+    client: &Client,
+    docker: Option<&Path>,
+) -> Result<Dataplane, kube::Error> {
+    let rules = || Rules::from_docker(docker);
+    let rollout_deadline = tokio::time::Instant::now() + scaled(PROXY_ROLLOUT);
+    loop {
+        let rolling = proxies_rolling_out(client).await?;
+        if rolling.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= rollout_deadline {
+            tracing::warn!(
+                "proxy DaemonSets still rolling out after {}s, reading the nodes as they are: {}",
+                scaled(PROXY_ROLLOUT).as_secs(),
+                rolling.join("; ")
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let deadline = tokio::time::Instant::now() + scaled(PROXY_SETTLE);
+    let mut dataplane = inventory(client, rules()).await?;
+    while dataplane.starting() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        dataplane = inventory(client, rules()).await?;
+    }
+    Ok(dataplane)
+}
+
 /// The mode every node of the cluster runs, read on each node (`other`
 /// when none runs kube-proxy); nodes in different modes, or a mode svcconf
 /// does not know, are the error.
 pub async fn cluster_mode(client: &Client, docker: Option<&Path>) -> Result<ProxyMode, String> {
-    let dataplane = inventory(client, Rules::from_docker(docker))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot read the cluster's nodes and proxies: {}",
-                super::error_chain(&e)
-            )
-        })?;
+    let dataplane = settled_inventory(client, docker).await.map_err(|e| {
+        format!(
+            "cannot read the cluster's nodes and proxies: {}",
+            super::error_chain(&e)
+        )
+    })?;
     match dataplane.cluster_mode()? {
         None => Ok(ProxyMode::Other),
         Some(mode) => mode
@@ -314,9 +360,42 @@ async fn proxy_sets(client: &Client) -> Result<Vec<ProxySet>, kube::Error> {
             name,
             replacement: if runs_kube_proxy { None } else { replacement },
             selector,
+            rolling_out: rollout_shortfall(ds),
         });
     }
     Ok(out)
+}
+
+/// What a DaemonSet's status says it has not done yet: a controller that
+/// has not seen its spec, pods not scheduled, pods not ready.
+fn rollout_shortfall(ds: &DaemonSet) -> Option<String> {
+    let Some(status) = ds.status.as_ref() else {
+        return Some("no status yet".into());
+    };
+    if status.observed_generation < ds.metadata.generation {
+        return Some("its controller has not seen its spec yet".into());
+    }
+    let desired = status.desired_number_scheduled;
+    if status.current_number_scheduled < desired {
+        return Some(format!(
+            "{} of {desired} pods scheduled",
+            status.current_number_scheduled
+        ));
+    }
+    (status.number_ready < desired)
+        .then(|| format!("{} of {desired} pods ready", status.number_ready))
+}
+
+/// The proxy DaemonSets whose pods are still coming, each with what is
+/// missing (`kube-system/kube-proxy: 1 of 3 pods ready`): right after a
+/// cluster is made, a node without its proxy pod is not yet a node without
+/// a proxy.
+async fn proxies_rolling_out(client: &Client) -> Result<Vec<String>, kube::Error> {
+    Ok(proxy_sets(client)
+        .await?
+        .into_iter()
+        .filter_map(|set| Some(format!("{}: {}", set.id(), set.rolling_out.as_ref()?)))
+        .collect())
 }
 
 /// kube-proxy's healthz and metrics ports, from kube-system's `kube-proxy`
@@ -689,6 +768,38 @@ fn warnings_in(log: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daemon_set_rolls_out_until_every_wanted_pod_is_ready() {
+        use k8s_openapi::api::apps::v1::DaemonSetStatus;
+        let ds = |generation: i64, status: Option<(i64, i32, i32, i32)>| DaemonSet {
+            metadata: kube::api::ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            status: status.map(|(seen, desired, scheduled, ready)| DaemonSetStatus {
+                observed_generation: Some(seen),
+                desired_number_scheduled: desired,
+                current_number_scheduled: scheduled,
+                number_ready: ready,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(rollout_shortfall(&ds(1, None)).unwrap(), "no status yet");
+        assert!(rollout_shortfall(&ds(2, Some((1, 3, 3, 3)))).is_some());
+        assert_eq!(
+            rollout_shortfall(&ds(1, Some((1, 3, 1, 1)))).unwrap(),
+            "1 of 3 pods scheduled"
+        );
+        assert_eq!(
+            rollout_shortfall(&ds(1, Some((1, 3, 3, 2)))).unwrap(),
+            "2 of 3 pods ready"
+        );
+        assert_eq!(rollout_shortfall(&ds(1, Some((1, 3, 3, 3)))), None);
+        // A DaemonSet that wants no pod (a nodeSelector nobody matches) is done.
+        assert_eq!(rollout_shortfall(&ds(1, Some((1, 0, 0, 0)))), None);
+    }
 
     #[test]
     fn rules_name_the_modes_a_node_holds() {

@@ -30,7 +30,7 @@ pub async fn describe_cluster(
         .items;
     let nodes = listed.len();
     let families = node_families(&listed);
-    let dataplane = settled_inventory(client, docker).await?;
+    let dataplane = super::dataplane::settled_inventory(client, docker).await?;
     // The nodes, not the ConfigMap: with no node running kube-proxy the
     // cluster's Services are another proxy's (or nobody's).
     let detected_mode = Some(match dataplane.describe_mode() {
@@ -73,27 +73,6 @@ pub async fn families(client: &Client) -> Result<Vec<IpFamily>, kube::Error> {
         .await?
         .items;
     Ok(node_families(&nodes))
-}
-
-/// How long a proxy that does not answer or has not synced is read again
-/// before that is taken as its state: kubeadm's kube-proxy has no readiness
-/// probe, so a fresh cluster's DaemonSet is ready before `/healthz` listens.
-const PROXY_SETTLE: Duration = Duration::from_secs(10);
-
-/// The nodes' dataplane, read again each second while a proxy is starting
-/// (see [`PROXY_SETTLE`]); what is left after that is reported as it is.
-async fn settled_inventory(
-    client: &Client,
-    docker: Option<&std::path::Path>,
-) -> Result<crate::model::Dataplane, kube::Error> {
-    let rules = || super::dataplane::Rules::from_docker(docker);
-    let deadline = tokio::time::Instant::now() + crate::model::scaled(PROXY_SETTLE);
-    let mut dataplane = super::dataplane::inventory(client, rules()).await?;
-    while dataplane.starting() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        dataplane = super::dataplane::inventory(client, rules()).await?;
-    }
-    Ok(dataplane)
 }
 
 /// What the cluster offers cases: its nodes, the schedulable ones with
