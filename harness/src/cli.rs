@@ -726,16 +726,15 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
         let families = match target.ip_family {
             Some(asked) => {
                 let families = asked.families();
-                if let Some(missing) = families.iter().find(|f| !has.contains(f)) {
-                    return Err(Error::BadInput(format!(
-                        "--ip-family {asked}: the cluster's nodes have no {missing} InternalIP (they have {})",
-                        IpFamilies::of(&has).map_or("none".to_string(), |f| f.to_string())
-                    )));
+                if let Some(why) = families.iter().find_map(|f| has.why_not(*f)) {
+                    return Err(Error::BadInput(format!("--ip-family {asked}: {why}")));
                 }
                 families
             }
-            None if has.is_empty() => vec![IpFamily::Ipv4],
-            None => has,
+            None => match has.families() {
+                none if none.is_empty() => vec![IpFamily::Ipv4],
+                some => some,
+            },
         };
         let fixtures = Fixtures::new(project.clone(), image_map(target, kit.as_ref(), local)?);
         let probe = fixtures.image_map().resolve(PROBE_IMAGE).to_string();

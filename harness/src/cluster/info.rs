@@ -10,7 +10,7 @@ use kube::{Api, Client};
 
 use super::kind::{Kind, KindError};
 use crate::kube::wait::{self, WaitError};
-use crate::model::{ClusterInfo, IpFamily, ProxyMode};
+use crate::model::{ClusterInfo, IpFamilies, IpFamily, ProxyMode};
 
 /// Reads what the reports carry about the cluster: its version, its nodes
 /// and who programs Services on each (`docker`: kind nodes are read
@@ -29,7 +29,11 @@ pub async fn describe_cluster(
         .await?
         .items;
     let nodes = listed.len();
-    let families = node_families(&listed);
+    let families = ClusterFamilies {
+        nodes: node_families(&listed),
+        service_range: service_range(client).await?,
+    }
+    .families();
     let dataplane = super::dataplane::settled_inventory(client, docker).await?;
     // The nodes, not the ConfigMap: with no node running kube-proxy the
     // cluster's Services are another proxy's (or nobody's).
@@ -66,13 +70,76 @@ pub fn node_families(nodes: &[Node]) -> Vec<IpFamily> {
         .collect()
 }
 
-/// The families of the cluster `client` reaches (see [`node_families`]).
-pub async fn families(client: &Client) -> Result<Vec<IpFamily>, kube::Error> {
+/// What a cluster's IP families are read from: a case runs in a family only
+/// where every node has an address of it and Services get addresses of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterFamilies {
+    /// The families every node has an InternalIP of.
+    pub nodes: Vec<IpFamily>,
+    /// The CIDRs of the default ServiceCIDR (`kubernetes`, made from the API
+    /// server's `--service-cluster-ip-range`); `None` where the API serves
+    /// none (before v1.33) or may not be read: the nodes alone decide.
+    pub service_range: Option<Vec<String>>,
+}
+
+impl ClusterFamilies {
+    /// The families cases can run in, IPv4 first.
+    pub fn families(&self) -> Vec<IpFamily> {
+        self.nodes
+            .iter()
+            .copied()
+            .filter(|f| self.why_not(*f).is_none())
+            .collect()
+    }
+
+    /// Why cases cannot run in `family` here (`None`: they can). Nodes with
+    /// IPv6 addresses but an IPv4-only Service range make a cluster whose
+    /// IPv6 Services the API refuses.
+    pub fn why_not(&self, family: IpFamily) -> Option<String> {
+        if !self.nodes.contains(&family) {
+            return Some(format!(
+                "the cluster's nodes have no {family} InternalIP (they have {})",
+                IpFamilies::of(&self.nodes).map_or("none".to_string(), |f| f.to_string())
+            ));
+        }
+        let cidrs = self.service_range.as_ref()?;
+        let in_range = cidrs
+            .iter()
+            .filter_map(|c| c.split('/').next())
+            .any(|a| IpFamily::of(a) == Some(family));
+        (!in_range).then(|| {
+            format!(
+                "the cluster's Service range (ServiceCIDR kubernetes: {}) has no {family} CIDR, so it gives Services no {family} address",
+                cidrs.join(", ")
+            )
+        })
+    }
+}
+
+/// The default ServiceCIDR's CIDRs (see [`ClusterFamilies::service_range`]).
+async fn service_range(client: &Client) -> Result<Option<Vec<String>>, kube::Error> {
+    use k8s_openapi::api::networking::v1::ServiceCIDR;
+    match Api::<ServiceCIDR>::all(client.clone())
+        .get_opt("kubernetes")
+        .await
+    {
+        Ok(found) => Ok(found.and_then(|s| s.spec).and_then(|s| s.cidrs)),
+        // Not served by this API server, or not ours to read.
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the IP families of the cluster `client` reaches are read from.
+pub async fn families(client: &Client) -> Result<ClusterFamilies, kube::Error> {
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await?
         .items;
-    Ok(node_families(&nodes))
+    Ok(ClusterFamilies {
+        nodes: node_families(&nodes),
+        service_range: service_range(client).await?,
+    })
 }
 
 /// What the cluster offers cases: its nodes, the schedulable ones with
@@ -269,4 +336,36 @@ pub async fn wait_cluster_ready(
         wait::deployment_available("coredns"),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_is_the_nodes_and_the_service_ranges() {
+        let of = |nodes: &[IpFamily], range: Option<&[&str]>| ClusterFamilies {
+            nodes: nodes.to_vec(),
+            service_range: range.map(|r| r.iter().map(|c| c.to_string()).collect()),
+        };
+        let (v4, v6) = (IpFamily::Ipv4, IpFamily::Ipv6);
+        let dual = of(&[v4, v6], Some(&["10.96.0.0/16", "fd00:10:96::/112"]));
+        assert_eq!(dual.families(), vec![v4, v6]);
+        // Dual-stack nodes, an IPv4-only Service range: IPv6 Services are refused.
+        let half = of(&[v4, v6], Some(&["10.96.0.0/16"]));
+        assert_eq!(half.families(), vec![v4]);
+        assert_eq!(
+            half.why_not(v6).unwrap(),
+            "the cluster's Service range (ServiceCIDR kubernetes: 10.96.0.0/16) has no ipv6 CIDR, so it gives Services no ipv6 address"
+        );
+        assert_eq!(
+            of(&[v4], Some(&["10.96.0.0/16", "fd00:10:96::/112"]))
+                .why_not(v6)
+                .unwrap(),
+            "the cluster's nodes have no ipv6 InternalIP (they have ipv4)"
+        );
+        // No ServiceCIDR API (before v1.33): the nodes alone.
+        assert_eq!(of(&[v4, v6], None).families(), vec![v4, v6]);
+        assert_eq!(of(&[], None).families(), vec![]);
+    }
 }

@@ -22,7 +22,7 @@ pub use command::CommandError;
 pub use images::NodeImages;
 pub use info::{
     capacity, describe_cluster, families, is_local_kind, kind_cluster_name, local_kind_cluster,
-    shared_problems, wait_cluster_ready,
+    shared_problems, wait_cluster_ready, ClusterFamilies,
 };
 pub use kind::{
     docker_has_image, kind_config_for_host, kind_network_subnets, proxy_rules, Kind, KindCluster,

@@ -132,7 +132,8 @@ pub struct ClusterInfo {
     pub provider: String,
     pub kubernetes_version: String,
     pub nodes: usize,
-    /// The IP families of the nodes' InternalIPs (IPv4 first).
+    /// The IP families cases run in (IPv4 first): those of every node's
+    /// InternalIPs and of the Service range.
     #[serde(default)]
     pub families: Vec<IpFamily>,
     /// Who programs Services on each node, read before the cases.

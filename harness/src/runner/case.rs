@@ -237,7 +237,7 @@ impl CaseRunner {
         let families = &self.cluster.info.families;
         if let Some(f) = family.filter(|f| !families.contains(f)) {
             unmet.push(format!(
-                "the run asks for {f}, and not every node of the cluster has an {f} InternalIP"
+                "the run asks for {f}, and the cluster has no {f}: not on every node's InternalIP, or not in its Service range"
             ));
         }
         if !unmet.is_empty() && !self.cluster.in_pod {
