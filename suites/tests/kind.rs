@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use svcconf_harness::cluster::{self, Kit};
-use svcconf_harness::model::{Case, CaseKey, CaseOutcome, Event, ProxyMode, Variant};
+use svcconf_harness::model::{Case, CaseKey, CaseOutcome, CaseResult, Event, ProxyMode, Variant};
 use svcconf_harness::report::{
     self, table, JsonReporter, JunitReporter, RecordedRun, ReportError, Reporter, RunRecord,
 };
@@ -169,8 +169,8 @@ fn main() -> ExitCode {
     };
     let cases: Arc<Vec<Case>> = Arc::new(catalog.cases().to_vec());
     let modes = modes();
-    let families = match svcconf_suites::ip_family() {
-        Ok(f) => runner::named_families(&f.families()),
+    let (cluster_families, families) = match svcconf_suites::ip_family() {
+        Ok(f) => (f.families(), runner::named_families(&f.families())),
         Err(e) => {
             eprintln!("svcconf: {e}");
             return ExitCode::from(2);
@@ -217,6 +217,9 @@ fn main() -> ExitCode {
     };
     let mut trials = Vec::new();
     let mut planned = Vec::new();
+    // Planned trials that end before any cluster, as skipped: the reports
+    // list them with their reason.
+    let mut skipped = Vec::new();
     for (m, &mode) in modes.iter().enumerate() {
         let unavailable = cluster::mode_unavailable(mode);
         for (case, &family) in cases
@@ -231,7 +234,11 @@ fn main() -> ExitCode {
                     case: case.name.clone(),
                     variant,
                 };
-                let trial = match &unavailable {
+                // Known before any cluster: the mode this host cannot run,
+                // the dual-stack case on single-family clusters.
+                let single_stack = case.single_stack_reason(&cluster_families);
+                let not_here = unavailable.clone().or_else(|| single_stack.clone());
+                let trial = match &not_here {
                     Some(reason) => {
                         let reason = reason.clone();
                         Trial::ignorable_test(key.to_string(), move || {
@@ -247,6 +254,9 @@ fn main() -> ExitCode {
                 };
                 if !args.is_filtered_out(&trial) && !args.is_ignored(&trial) {
                     planned.push(key.clone());
+                    if let (None, Some(reason)) = (&unavailable, single_stack) {
+                        skipped.push((key.clone(), reason));
+                    }
                 }
                 trials.push((m, start(&key), trial));
             }
@@ -270,6 +280,19 @@ fn main() -> ExitCode {
                 });
             }
         }
+    }
+    for (key, reason) in skipped {
+        shared.event(Event::CaseFinished {
+            result: CaseResult {
+                key,
+                outcome: CaseOutcome::Skipped {
+                    reason: reason.clone(),
+                },
+                seconds: 0.0,
+                namespace: None,
+                evidence: reason,
+            },
+        });
     }
     let started = Instant::now();
     {

@@ -311,6 +311,18 @@ impl Jig {
                     }),
                 }
             }
+            Readiness::ClusterIpFamilies { service, families } => {
+                let primary = self.primary_family().await?;
+                let want: Vec<IpFamily> = families.iter().map(|r| r.of(primary)).collect();
+                wait::until(
+                    Api::<Service>::namespaced(self.client.clone(), ns),
+                    Some(&format!("metadata.name={service}")),
+                    format!("Service {service} in ns {ns}"),
+                    deadline,
+                    wait::service_ip_families(service, want),
+                )
+                .await
+            }
             Readiness::ReadyPods { selector, ready } => {
                 wait::until_config(
                     Api::<Pod>::namespaced(self.client.clone(), ns),
@@ -353,6 +365,30 @@ impl Jig {
                 .await
             }
         }
+    }
+
+    /// The cluster's primary Service family: the first of `default/kubernetes`'s
+    /// `spec.ipFamilies` (the API server's first Service range).
+    async fn primary_family(&self) -> Result<IpFamily, WaitError> {
+        let what = "Service default/kubernetes".to_string();
+        let svc = Api::<Service>::namespaced(self.client.clone(), "default")
+            .get("kubernetes")
+            .await
+            .map_err(|e| WaitError::Unusable {
+                what: what.clone(),
+                problem: format!("cannot read it for the cluster's primary family: {e}"),
+            })?;
+        let first = svc
+            .spec
+            .and_then(|s| s.ip_families)
+            .and_then(|f| f.into_iter().next());
+        first
+            .as_deref()
+            .and_then(IpFamily::from_kubernetes)
+            .ok_or_else(|| WaitError::Unusable {
+                what,
+                problem: format!("no IP family in spec.ipFamilies ({first:?})"),
+            })
     }
 
     async fn wait_ingress(&self, service: &str, deadline: Duration) -> Result<(), WaitError> {

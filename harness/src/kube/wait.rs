@@ -542,6 +542,40 @@ pub fn no_endpoints(slices: &[&DynamicObject], endpoints: &[&Endpoints]) -> Prog
 
 /// The Service `name` exists and has no ClusterIP: `spec.clusterIP` and
 /// `spec.clusterIPs` absent or empty.
+/// The Service `name` has `spec.ipFamilies` equal to `want` (in order) and
+/// one ClusterIP of each, in the same order.
+pub fn service_ip_families(
+    name: &str,
+    want: Vec<IpFamily>,
+) -> impl Fn(&[&Service]) -> Progress + '_ {
+    move |services| {
+        let Some(svc) = services.iter().find(|s| s.name_any() == name) else {
+            return Progress::new(false, "Service not found");
+        };
+        let spec = svc.spec.clone().unwrap_or_default();
+        let families = spec.ip_families.unwrap_or_default();
+        let ips = spec.cluster_ips.unwrap_or_default();
+        let of_ips: Vec<Option<IpFamily>> = ips.iter().map(|ip| IpFamily::of(ip)).collect();
+        let named: Vec<Option<IpFamily>> = families
+            .iter()
+            .map(|f| IpFamily::from_kubernetes(f))
+            .collect();
+        let wanted: Vec<Option<IpFamily>> = want.iter().copied().map(Some).collect();
+        let done = named == wanted && of_ips == wanted;
+        let kubernetes = |f: &[IpFamily]| f.iter().map(|f| f.kubernetes()).collect::<Vec<_>>();
+        Progress::new(
+            done,
+            format!(
+                "ipFamilyPolicy {}, ipFamilies [{}], clusterIPs [{}]; want ipFamilies and clusterIPs of [{}]",
+                spec.ip_family_policy.as_deref().unwrap_or("unset"),
+                families.join(", "),
+                ips.join(", "),
+                kubernetes(&want).join(", ")
+            ),
+        )
+    }
+}
+
 pub fn service_without_cluster_ip(name: &str) -> impl Fn(&[&Service]) -> Progress + '_ {
     move |services| {
         let Some(svc) = services.iter().find(|s| s.name_any() == name) else {
@@ -717,6 +751,42 @@ mod tests {
             )
         );
         assert!(!endpoint_slices_ready(2, &[8080, 8443])(&[&s]).done);
+    }
+
+    #[test]
+    fn a_service_holds_its_families_in_order() {
+        let svc = |policy: &str, families: &[&str], ips: &[&str]| -> Service {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "require"},
+                "spec": {"ipFamilyPolicy": policy, "ipFamilies": families, "clusterIPs": ips},
+            }))
+            .unwrap()
+        };
+        let (v4, v6) = (IpFamily::Ipv4, IpFamily::Ipv6);
+        let dual = svc(
+            "RequireDualStack",
+            &["IPv4", "IPv6"],
+            &["10.96.0.9", "fd00:10:96::9"],
+        );
+        assert!(service_ip_families("require", vec![v4, v6])(&[&dual]).done);
+        // The right families in the other order are not the allocation asked for.
+        assert!(!service_ip_families("require", vec![v6, v4])(&[&dual]).done);
+        let single = svc("SingleStack", &["IPv4"], &["10.96.0.9"]);
+        assert_eq!(
+            service_ip_families("require", vec![v4, v6])(&[&single]),
+            Progress::new(
+                false,
+                "ipFamilyPolicy SingleStack, ipFamilies [IPv4], clusterIPs [10.96.0.9]; want ipFamilies and clusterIPs of [IPv4, IPv6]"
+            )
+        );
+        assert!(service_ip_families("require", vec![v4])(&[&single]).done);
+        // ipFamilies that do not match the addresses allocated.
+        let odd = svc(
+            "RequireDualStack",
+            &["IPv4", "IPv6"],
+            &["10.96.0.9", "10.96.0.10"],
+        );
+        assert!(!service_ip_families("require", vec![v4, v6])(&[&odd]).done);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Case {
     /// start as root and need `baseline`.
     #[serde(default)]
     pub pod_security: PodSecurity,
+    /// The case is about dual-stack Services themselves: it runs on a
+    /// cluster with both families (once per family, as every case) and is
+    /// skipped, saying so, on a single-family one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dual_stack: bool,
 }
 
 /// A Pod Security Standards level.
@@ -258,6 +263,15 @@ pub enum Readiness {
     /// Proxier`) and, where the nodes can be read (kind), that mode's rules
     /// hold the case's Services while the other mode programs none.
     ProxyMode { mode: ModeSwitch },
+    /// The Service's `spec.ipFamilies` and its ClusterIPs are exactly these
+    /// families in this order, named by rank: `primary` is the cluster's
+    /// first Service family (that of `default/kubernetes`), `secondary` the
+    /// other. A dual-stack allocation: `[primary, secondary]`.
+    #[serde(rename = "clusterIPFamilies")]
+    ClusterIpFamilies {
+        service: String,
+        families: Vec<FamilyRank>,
+    },
     /// Exactly `ready` pods matching `selector` are Ready (one was made
     /// unready by a step).
     ReadyPods { selector: String, ready: usize },
@@ -294,6 +308,14 @@ impl Readiness {
             } => {
                 format!("pods {selector} gone from {namespace}")
             }
+            Readiness::ClusterIpFamilies { service, families } => format!(
+                "Service {service} with ClusterIPs of the {} families",
+                families
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
             Readiness::ReadyPods { selector, ready } => format!("{ready} Ready pods {selector}"),
             Readiness::ProxyMode { mode } => format!("kube-proxy switched ({mode:?} mode)"),
             Readiness::TerminatingEndpoints {
@@ -302,6 +324,32 @@ impl Readiness {
             } => {
                 format!("{terminating} terminating endpoints of Service {service}")
             }
+        }
+    }
+}
+
+/// A family named by its rank in a dual-stack cluster (see
+/// [`Readiness::ClusterIpFamilies`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FamilyRank {
+    Primary,
+    Secondary,
+}
+
+impl FamilyRank {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FamilyRank::Primary => "primary",
+            FamilyRank::Secondary => "secondary",
+        }
+    }
+
+    /// The family of this rank on a cluster whose primary is `primary`.
+    pub fn of(self, primary: super::IpFamily) -> super::IpFamily {
+        match self {
+            FamilyRank::Primary => primary,
+            FamilyRank::Secondary => primary.other(),
         }
     }
 }
@@ -664,6 +712,17 @@ pub enum CaseError {
 }
 
 impl Case {
+    /// Why this case does not run on a cluster of `families` (the run's):
+    /// a dual-stack case needs both.
+    pub fn single_stack_reason(&self, families: &[super::IpFamily]) -> Option<String> {
+        (self.dual_stack && families.len() < 2).then(|| {
+            format!(
+                "it is about dual-stack Services and this cluster runs {} alone: it runs on a dual-stack cluster (--ip-family dual)",
+                families.first().map_or("one family", |f| f.as_str())
+            )
+        })
+    }
+
     /// A rough guess of the seconds a plain run spends in its checks and
     /// steps: a second per check, two per step (its actions and settle),
     /// plus what the checks wait by design. Only an order key: the runner
@@ -921,6 +980,25 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dual_stack_case_says_why_it_does_not_run_on_one_family() {
+        use super::super::IpFamily;
+        let mut case: Case = serde_saphyr::from_str(
+            "name: c\nsuite: s\nfixtures: []\nsabotage: {description: d}\ndualStack: true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            case.single_stack_reason(&[IpFamily::Ipv6]).unwrap(),
+            "it is about dual-stack Services and this cluster runs ipv6 alone: it runs on a dual-stack cluster (--ip-family dual)"
+        );
+        assert_eq!(
+            case.single_stack_reason(&[IpFamily::Ipv4, IpFamily::Ipv6]),
+            None
+        );
+        case.dual_stack = false;
+        assert_eq!(case.single_stack_reason(&[IpFamily::Ipv4]), None);
+    }
 
     #[test]
     fn address_queries_ask_for_the_family() {

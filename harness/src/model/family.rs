@@ -31,6 +31,21 @@ impl IpFamily {
         }
     }
 
+    /// The other family.
+    pub fn other(self) -> IpFamily {
+        match self {
+            IpFamily::Ipv4 => IpFamily::Ipv6,
+            IpFamily::Ipv6 => IpFamily::Ipv4,
+        }
+    }
+
+    /// A family as `spec.ipFamilies` writes it (`IPv4`, `IPv6`).
+    pub fn from_kubernetes(name: &str) -> Option<IpFamily> {
+        [IpFamily::Ipv4, IpFamily::Ipv6]
+            .into_iter()
+            .find(|f| f.kubernetes() == name)
+    }
+
     /// The family of an address as Kubernetes writes it; `None` for what
     /// is not an address.
     pub fn of(address: &str) -> Option<IpFamily> {

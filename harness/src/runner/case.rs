@@ -240,7 +240,9 @@ impl CaseRunner {
                 "the run asks for {f}, and the cluster has no {f}: not on every node's InternalIP, or not in its Service range"
             ));
         }
-        if !unmet.is_empty() && !self.cluster.in_pod {
+        // A dual-stack case on one family is skipped whatever else it lacks.
+        let single_stack = case.single_stack_reason(families);
+        if !unmet.is_empty() && !self.cluster.in_pod && single_stack.is_none() {
             // Not run, so not passed: an error that says what is missing
             // (once: the message is all there is, no evidence beside it).
             return CaseResult {
@@ -259,7 +261,10 @@ impl CaseRunner {
                 unmet.join("; ")
             )
         });
-        if let Some(reason) = self.skip_reason(case).or(unmet_in_pod) {
+        if let Some(reason) = single_stack
+            .or_else(|| self.skip_reason(case))
+            .or(unmet_in_pod)
+        {
             // The reason is also the evidence: JUnit consumers that drop
             // the skip message (sonobuoy) still show it.
             return CaseResult {
