@@ -283,15 +283,7 @@ fn main() -> ExitCode {
     }
     for (key, reason) in skipped {
         shared.event(Event::CaseFinished {
-            result: CaseResult {
-                key,
-                outcome: CaseOutcome::Skipped {
-                    reason: reason.clone(),
-                },
-                seconds: 0.0,
-                namespace: None,
-                evidence: reason,
-            },
+            result: CaseResult::skipped(key, reason),
         });
     }
     let started = Instant::now();

@@ -119,6 +119,22 @@ pub struct CaseResult {
     pub evidence: String,
 }
 
+impl CaseResult {
+    /// A run that did not start, with why. The reason is also the evidence:
+    /// JUnit consumers that drop the skip message (sonobuoy) still show it.
+    pub fn skipped(key: CaseKey, reason: String) -> CaseResult {
+        CaseResult {
+            key,
+            outcome: CaseOutcome::Skipped {
+                reason: reason.clone(),
+            },
+            seconds: 0.0,
+            namespace: None,
+            evidence: reason,
+        }
+    }
+}
+
 /// What a reporter needs to know about the cluster a mode ran on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -265,17 +265,7 @@ impl CaseRunner {
             .or_else(|| self.skip_reason(case))
             .or(unmet_in_pod)
         {
-            // The reason is also the evidence: JUnit consumers that drop
-            // the skip message (sonobuoy) still show it.
-            return CaseResult {
-                key,
-                outcome: CaseOutcome::Skipped {
-                    reason: reason.clone(),
-                },
-                seconds: 0.0,
-                namespace: None,
-                evidence: reason,
-            };
+            return CaseResult::skipped(key, reason);
         }
         let exclusive = case.runs_alone(variant);
         // Taken before the clock starts: waiting for the others is not the case's time.
