@@ -55,12 +55,13 @@ pub async fn perform(
             let config = proxy_mode::with_mode(&before, mode).ok_or_else(|| {
                 "kube-proxy's config.conf has no top-level `mode:` line to edit".to_string()
             })?;
-            proxy_mode::configure(client, &config).await?;
+            // Before it: an update cut off by a killed run may still land.
             defer(Undo::ProxyMode {
                 config: before,
                 mode: cluster_mode,
             })
             .await;
+            proxy_mode::configure(client, &config).await?;
             if !restart {
                 return Ok(format!(
                     "set mode: {mode} in kube-proxy's ConfigMap, no restart"
@@ -109,17 +110,25 @@ pub async fn perform(
             let docker = command::which("docker")
                 .ok_or_else(|| "placing an address on a node needs docker (kind)".to_string())?;
             let cidr = crate::model::host_prefix(&address);
-            let args = ["exec", &node, "ip", "addr", "add", &cidr, "dev", "eth0"];
-            // After it: the address may have been there already, and then
-            // it is not the case's to remove.
-            command::run(&docker, &args, scaled(DOCKER_DEADLINE))
+            // An address already there is not the case's to remove.
+            let show = ["exec", &node, "ip", "-o", "addr", "show", "dev", "eth0"];
+            let held = command::run(&docker, &show, scaled(DOCKER_DEADLINE))
                 .await
                 .map_err(|e| e.to_string())?;
+            if held.split_whitespace().any(|word| word == cidr) {
+                return Err(format!("node {node} already holds {cidr}"));
+            }
+            // Journaled before the add: a run killed while `docker exec`
+            // is under way leaves the address placed all the same.
             defer(Undo::Address {
                 node: node.clone(),
                 address,
             })
             .await;
+            let args = ["exec", &node, "ip", "addr", "add", &cidr, "dev", "eth0"];
+            command::run(&docker, &args, scaled(DOCKER_DEADLINE))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(format!("added {cidr} to node {node}"))
         }
         Action::Apply(object) => {
@@ -235,12 +244,12 @@ pub async fn perform(
             if !proxy_mode::rolls_on_change(client).await {
                 return Err("DaemonSet kube-system/kube-proxy updates OnDelete: a rollout restart would not replace its pods".into());
             }
-            proxy_mode::configure(client, &config).await?;
             defer(Undo::ProxyMode {
                 config: before,
                 mode: cluster_mode,
             })
             .await;
+            proxy_mode::configure(client, &config).await?;
             proxy_mode::restart(client).await?;
             proxy_mode::rolled_out(client, scaled(proxy_mode::ROLLOUT_DEADLINE)).await?;
             Ok(format!(

@@ -83,6 +83,11 @@ impl Undo {
                 let args = ["exec", node, "ip", "addr", "del", &cidr, "dev", "eth0"];
                 match command::run(&docker, &args, scaled(DOCKER_DEADLINE)).await {
                     Ok(_) => format!("removed {cidr} from node {node}"),
+                    // Deferred before its `ip addr add`, which may not have
+                    // got as far as placing it.
+                    Err(e) if e.to_string().contains("Cannot assign requested address") => {
+                        format!("node {node} never got {cidr}")
+                    }
                     Err(e) => format!("could not remove {cidr} from node {node}: {e}"),
                 }
             }
