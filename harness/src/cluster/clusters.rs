@@ -470,6 +470,7 @@ mod tests {
             kubernetes_version: "v1.37.2".into(),
             nodes: 3,
             families: vec![],
+            service_range: None,
             dataplane: None,
         }
     }

@@ -29,11 +29,10 @@ pub async fn describe_cluster(
         .await?
         .items;
     let nodes = listed.len();
-    let families = ClusterFamilies {
+    let read = ClusterFamilies {
         nodes: node_families(&listed),
         service_range: service_range(client).await?,
-    }
-    .families();
+    };
     let dataplane = super::dataplane::settled_inventory(client, docker).await?;
     // The nodes, not the ConfigMap: with no node running kube-proxy the
     // cluster's Services are another proxy's (or nobody's).
@@ -48,7 +47,8 @@ pub async fn describe_cluster(
         provider: provider.to_string(),
         kubernetes_version: version,
         nodes,
-        families,
+        families: read.families(),
+        service_range: read.service_range,
         dataplane: Some(dataplane),
     })
 }

@@ -152,9 +152,44 @@ pub struct ClusterInfo {
     /// InternalIPs and of the Service range.
     #[serde(default)]
     pub families: Vec<IpFamily>,
+    /// The default ServiceCIDR's CIDRs, primary first, where the API
+    /// serves it (v1.33+) and it may be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_range: Option<Vec<String>>,
     /// Who programs Services on each node, read before the cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataplane: Option<super::Dataplane>,
+}
+
+impl ClusterInfo {
+    /// The cluster's IP families and the one a Service gets when it names
+    /// none (SingleStack in the Service range's primary family), for the
+    /// reports.
+    pub fn describe_families(&self) -> String {
+        let families = self
+            .families
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let families = if families.is_empty() {
+            "none".to_string()
+        } else {
+            families
+        };
+        let Some(cidrs) = self.service_range.as_ref().filter(|c| !c.is_empty()) else {
+            return format!("IP families {families}");
+        };
+        let primary = cidrs[0]
+            .split('/')
+            .next()
+            .and_then(IpFamily::of)
+            .map_or("?", |f| f.as_str());
+        format!(
+            "IP families {families}; Service range {} (a Service without ipFamilyPolicy gets SingleStack {primary})",
+            cidrs.join(", ")
+        )
+    }
 }
 
 /// Everything a run reports, in order.
@@ -211,4 +246,31 @@ pub enum Event {
         seconds: f64,
         interrupted: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_name_the_default_a_service_gets() {
+        let mut info = ClusterInfo {
+            mode: ProxyMode::Nftables,
+            detected_mode: None,
+            name: "c".into(),
+            provider: "kind".into(),
+            kubernetes_version: "v1.37.2".into(),
+            nodes: 3,
+            families: vec![IpFamily::Ipv4, IpFamily::Ipv6],
+            service_range: Some(vec!["fd00:10:96::/112".into(), "10.96.0.0/16".into()]),
+            dataplane: None,
+        };
+        assert_eq!(
+            info.describe_families(),
+            "IP families ipv4, ipv6; Service range fd00:10:96::/112, 10.96.0.0/16 (a Service without ipFamilyPolicy gets SingleStack ipv6)"
+        );
+        info.service_range = None;
+        info.families.clear();
+        assert_eq!(info.describe_families(), "IP families none");
+    }
 }

@@ -136,6 +136,7 @@ fn new_suite(record: &RunRecord, key: &CaseKey) -> TestSuite {
             props.push(Property::new("nodes", cluster.nodes.to_string()));
             props.push(Property::new("cluster", cluster.name.as_str()));
             props.push(Property::new("provider", cluster.provider.as_str()));
+            props.push(Property::new("ipFamilies", cluster.describe_families()));
             // One property per node: who programs its Services, and how well.
             for node in cluster.dataplane.iter().flat_map(|d| &d.nodes) {
                 let line = node.describe();
@@ -230,6 +231,7 @@ pub(crate) mod tests {
             kubernetes_version: "v1.34.4".into(),
             nodes: 3,
             families: vec![],
+            service_range: None,
             dataplane: Some(crate::model::Dataplane {
                 nodes: vec![crate::model::NodeDataplane {
                     node: "svcconf-iptables-worker".into(),

@@ -127,6 +127,11 @@ impl Reporter for TerminalReporter {
                     cluster.nodes,
                     cluster.detected_mode.as_deref().unwrap_or("mode unknown")
                 );
+                text.push_str(&format!(
+                    "[{}] {}\n",
+                    cluster.mode,
+                    cluster.describe_families()
+                ));
                 if let Some(dataplane) = &cluster.dataplane {
                     text.push_str(&format!(
                         "[{}] Service dataplane per node (read in {:.1}s):\n",

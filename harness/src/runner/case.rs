@@ -233,16 +233,17 @@ impl CaseRunner {
             case: case.name.clone(),
             variant,
         };
-        let mut unmet = self.unmet_needs(case).await;
+        let (mut unmet, turned_off) = self.unmet_needs(case).await;
         let families = &self.cluster.info.families;
         if let Some(f) = family.filter(|f| !families.contains(f)) {
             unmet.push(format!(
                 "the run asks for {f}, and the cluster has no {f}: not on every node's InternalIP, or not in its Service range"
             ));
         }
-        // A dual-stack case on one family is skipped whatever else it lacks.
-        let single_stack = case.single_stack_reason(families);
-        if !unmet.is_empty() && !self.cluster.in_pod && single_stack.is_none() {
+        // A dual-stack case on one family, or one needing what the cluster
+        // turns off, is skipped whatever else it lacks.
+        let not_for_cluster = case.single_stack_reason(families).or(turned_off);
+        if !unmet.is_empty() && !self.cluster.in_pod && not_for_cluster.is_none() {
             // Not run, so not passed: an error that says what is missing
             // (once: the message is all there is, no evidence beside it).
             return CaseResult {
@@ -261,7 +262,7 @@ impl CaseRunner {
                 unmet.join("; ")
             )
         });
-        if let Some(reason) = single_stack
+        if let Some(reason) = not_for_cluster
             .or_else(|| self.skip_reason(case))
             .or(unmet_in_pod)
         {
@@ -357,11 +358,12 @@ impl CaseRunner {
     }
 
     /// The needs of `case` this cluster cannot meet (see `needs`), each in
-    /// one line; empty when it can run. A case whose objects do not load
-    /// has no needs here: it errors with the reason when it runs.
-    async fn unmet_needs(&self, case: &Case) -> Vec<String> {
+    /// one line, and why it is not for this cluster's configuration; empty
+    /// and `None` when it can run. A case whose objects do not load has no
+    /// needs here: it errors with the reason when it runs.
+    async fn unmet_needs(&self, case: &Case) -> (Vec<String>, Option<String>) {
         let Ok(objects) = self.fixtures.objects(case) else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
         let capacity = self
             .capacity
@@ -374,8 +376,17 @@ impl CaseRunner {
             })
             .await;
         match capacity {
-            Ok(capacity) => crate::needs::unmet(&crate::needs::needs(case, &objects), capacity),
-            Err(e) => vec![format!("cannot read what the cluster offers: {e}")],
+            Ok(capacity) => {
+                let needs = crate::needs::needs(case, &objects);
+                (
+                    crate::needs::unmet(&needs, capacity),
+                    crate::needs::turned_off(&needs, capacity),
+                )
+            }
+            Err(e) => (
+                vec![format!("cannot read what the cluster offers: {e}")],
+                None,
+            ),
         }
     }
 
