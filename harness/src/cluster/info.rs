@@ -29,10 +29,7 @@ pub async fn describe_cluster(
         .await?
         .items;
     let nodes = listed.len();
-    let read = ClusterFamilies {
-        nodes: node_families(&listed),
-        service_range: service_range(client).await?,
-    };
+    let read = families_of(client, &listed).await?;
     let dataplane = super::dataplane::settled_inventory(client, docker).await?;
     // The nodes, not the ConfigMap: with no node running kube-proxy the
     // cluster's Services are another proxy's (or nobody's).
@@ -136,8 +133,13 @@ pub async fn families(client: &Client) -> Result<ClusterFamilies, kube::Error> {
         .list(&ListParams::default())
         .await?
         .items;
+    families_of(client, &nodes).await
+}
+
+/// The families of `nodes` (the cluster's, listed) and its Service range.
+async fn families_of(client: &Client, nodes: &[Node]) -> Result<ClusterFamilies, kube::Error> {
     Ok(ClusterFamilies {
-        nodes: node_families(&nodes),
+        nodes: node_families(nodes),
         service_range: service_range(client).await?,
     })
 }
