@@ -254,14 +254,24 @@ impl Jig {
                 )
                 .await
             }
-            Readiness::EndpointSliceAddresses { service, ready } => {
+            Readiness::EndpointSliceAddresses {
+                service,
+                ready,
+                families,
+            } => {
+                let families = if families.is_empty() {
+                    vec![self.family]
+                } else {
+                    let primary = self.primary_family().await?;
+                    families.iter().map(|r| r.of(primary)).collect()
+                };
                 let pods = self.selected_pods(service).await?;
                 wait::until_both(
                     (self.slices_api(), slices_of(service)),
                     pods,
                     format!("EndpointSlice addresses of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoint_slices_match_ready_pods(*ready, self.family),
+                    wait::endpoint_slices_match_ready_pods(*ready, families),
                 )
                 .await
             }

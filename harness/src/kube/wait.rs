@@ -496,24 +496,38 @@ pub fn unready_endpoints(slices: &[&DynamicObject]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The EndpointSlices' ready addresses in `family` are exactly the Ready
-/// pods' IPs in it, `want` of them.
+/// The EndpointSlices' ready addresses in each of `families` are exactly
+/// the Ready pods' IPs in it, `want` of them: one family's slices, or a
+/// dual-stack Service's slices of both listing the same pods.
 pub fn endpoint_slices_match_ready_pods(
     want: usize,
-    family: IpFamily,
+    families: Vec<IpFamily>,
 ) -> impl Fn(&[&DynamicObject], &[&Pod]) -> Progress {
     move |slices, pods| {
         let (ready, _) = ready_endpoints(slices);
-        let progress = addresses_match_ready_pods(
-            &in_family(ready, family),
-            &in_family(unready_endpoints(slices), family),
-            &ready_pod_ips(pods, family),
-            want,
-        );
-        Progress::new(
-            progress.done,
-            format!("{} in {} slices", progress.status, slices.len()),
-        )
+        let unready = unready_endpoints(slices);
+        let per_family: Vec<(IpFamily, Progress)> = families
+            .iter()
+            .map(|&family| {
+                let progress = addresses_match_ready_pods(
+                    &in_family(ready.clone(), family),
+                    &in_family(unready.clone(), family),
+                    &ready_pod_ips(pods, family),
+                    want,
+                );
+                (family, progress)
+            })
+            .collect();
+        let done = per_family.iter().all(|(_, p)| p.done);
+        let status = match per_family.as_slice() {
+            [(_, one)] => one.status.clone(),
+            several => several
+                .iter()
+                .map(|(f, p)| format!("{f}: {}", p.status))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        Progress::new(done, format!("{status} in {} slices", slices.len()))
     }
 }
 
@@ -540,10 +554,8 @@ pub fn no_endpoints(slices: &[&DynamicObject], endpoints: &[&Endpoints]) -> Prog
     }
 }
 
-/// The Service `name` exists and has no ClusterIP: `spec.clusterIP` and
-/// `spec.clusterIPs` absent or empty.
 /// The Service `name` has `spec.ipFamilies` equal to `want` (in order) and
-/// one ClusterIP of each, in the same order.
+/// one ClusterIP of each, in the same order (a headless one: no ClusterIP).
 pub fn service_ip_families(
     name: &str,
     want: Vec<IpFamily>,
@@ -561,7 +573,10 @@ pub fn service_ip_families(
             .map(|f| IpFamily::from_kubernetes(f))
             .collect();
         let wanted: Vec<Option<IpFamily>> = want.iter().copied().map(Some).collect();
-        let done = named == wanted && of_ips == wanted;
+        // A headless Service's clusterIPs is ["None"]: its ipFamilies alone
+        // say which families its EndpointSlices and DNS records carry.
+        let headless = ips.iter().any(|ip| ip == "None");
+        let done = named == wanted && (headless || of_ips == wanted);
         let kubernetes = |f: &[IpFamily]| f.iter().map(|f| f.kubernetes()).collect::<Vec<_>>();
         Progress::new(
             done,
@@ -576,6 +591,8 @@ pub fn service_ip_families(
     }
 }
 
+/// The Service `name` exists and has no ClusterIP: `spec.clusterIP` and
+/// `spec.clusterIPs` absent or empty.
 pub fn service_without_cluster_ip(name: &str) -> impl Fn(&[&Service]) -> Progress + '_ {
     move |services| {
         let Some(svc) = services.iter().find(|s| s.name_any() == name) else {
@@ -787,6 +804,9 @@ mod tests {
             &["10.96.0.9", "10.96.0.10"],
         );
         assert!(!service_ip_families("require", vec![v4, v6])(&[&odd]).done);
+        let headless = svc("RequireDualStack", &["IPv6", "IPv4"], &["None"]);
+        assert!(service_ip_families("require", vec![v6, v4])(&[&headless]).done);
+        assert!(!service_ip_families("require", vec![v6])(&[&headless]).done);
     }
 
     #[test]
@@ -900,7 +920,7 @@ mod tests {
             pod("b", "10.244.1.3", false, false),
         ];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let p = endpoint_slices_match_ready_pods(1, IpFamily::Ipv4)(&[&s], &refs);
+        let p = endpoint_slices_match_ready_pods(1, vec![IpFamily::Ipv4])(&[&s], &refs);
         assert!(p.done, "{p:?}");
         assert!(
             p.status
@@ -909,7 +929,59 @@ mod tests {
         );
         let other = [pod("x", "10.244.9.9", true, false)];
         let refs: Vec<&Pod> = other.iter().collect();
-        assert!(!endpoint_slices_match_ready_pods(1, IpFamily::Ipv4)(&[&s], &refs).done);
+        assert!(!endpoint_slices_match_ready_pods(1, vec![IpFamily::Ipv4])(&[&s], &refs).done);
+    }
+
+    #[test]
+    fn dual_stack_slices_list_the_same_pods_in_each_family() {
+        let dual = |name: &str, v4: &str, v6: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "status": {
+                    "phase": "Running",
+                    "podIP": v4,
+                    "podIPs": [{"ip": v4}, {"ip": v6}],
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }))
+            .unwrap()
+        };
+        let pods = [
+            dual("a", "10.244.1.2", "fd00:10:244:1::2"),
+            dual("b", "10.244.2.2", "fd00:10:244:2::2"),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let v4 = slice(
+            serde_json::json!([
+                {"addresses": ["10.244.1.2"], "conditions": {"ready": true}},
+                {"addresses": ["10.244.2.2"], "conditions": {"ready": true}},
+            ]),
+            &[8080],
+        );
+        let v6 = slice(
+            serde_json::json!([
+                {"addresses": ["fd00:10:244:1::2"], "conditions": {"ready": true}},
+                {"addresses": ["fd00:10:244:2::2"], "conditions": {"ready": true}},
+            ]),
+            &[8080],
+        );
+        let both = vec![IpFamily::Ipv4, IpFamily::Ipv6];
+        let p = endpoint_slices_match_ready_pods(2, both.clone())(&[&v4, &v6], &refs);
+        assert!(p.done, "{p:?}");
+        assert!(p.status.starts_with("ipv4: ready addresses"), "{p:?}");
+        // Only the primary family's slice left (a downgrade to SingleStack).
+        let p = endpoint_slices_match_ready_pods(2, both)(&[&v4], &refs);
+        assert!(!p.done);
+        assert!(
+            p.status
+                .contains("ipv6: ready addresses [], Ready pod IPs [fd00:10:244:1::2, fd00:10:244:2::2] (want 2); Ready but not listed"),
+            "{p:?}"
+        );
+        let p = endpoint_slices_match_ready_pods(2, vec![IpFamily::Ipv6])(&[&v4, &v6], &refs);
+        assert!(
+            p.done && p.status.starts_with("ready addresses [fd00"),
+            "{p:?}"
+        );
     }
 
     #[test]

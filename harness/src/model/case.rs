@@ -242,8 +242,15 @@ pub enum Readiness {
     Endpoints { service: String, ready: usize },
     /// The ready endpoint addresses of the Service's EndpointSlices are
     /// exactly the IPs of the Ready pods its selector matches, and there are
-    /// `ready` of them (where `endpointSlices` only counts).
-    EndpointSliceAddresses { service: String, ready: usize },
+    /// `ready` of them (where `endpointSlices` only counts): in the run's
+    /// family, or in each of `families` (a dual-stack Service has slices of
+    /// both, listing the same pods).
+    EndpointSliceAddresses {
+        service: String,
+        ready: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        families: Vec<FamilyRank>,
+    },
     /// The Service of this name has no ClusterIP allocated: `spec.clusterIP`
     /// and `spec.clusterIPs` absent or empty (an ExternalName Service).
     NoClusterIp(String),
@@ -266,7 +273,8 @@ pub enum Readiness {
     /// The Service's `spec.ipFamilies` and its ClusterIPs are exactly these
     /// families in this order, named by rank: `primary` is the cluster's
     /// first Service family (that of `default/kubernetes`), `secondary` the
-    /// other. A dual-stack allocation: `[primary, secondary]`.
+    /// other. A dual-stack allocation: `[primary, secondary]`. A headless
+    /// Service has no ClusterIP: its `ipFamilies` alone.
     #[serde(rename = "clusterIPFamilies")]
     ClusterIpFamilies {
         service: String,
@@ -293,9 +301,21 @@ impl Readiness {
             Readiness::Endpoints { service, ready } => {
                 format!("Endpoints of Service {service} listing {ready} Ready pods")
             }
-            Readiness::EndpointSliceAddresses { service, ready } => {
+            Readiness::EndpointSliceAddresses {
+                service,
+                ready,
+                families,
+            } if families.is_empty() => {
                 format!("EndpointSlices of Service {service} listing {ready} Ready pods")
             }
+            Readiness::EndpointSliceAddresses {
+                service,
+                ready,
+                families,
+            } => format!(
+                "EndpointSlices of Service {service} listing {ready} Ready pods in the {} families",
+                FamilyRank::names(families)
+            ),
             Readiness::NoClusterIp(name) => format!("Service {name} without a ClusterIP"),
             Readiness::NoEndpoints(name) => format!("Service {name} without endpoints"),
             Readiness::LoadBalancer(name) => format!("an EXTERNAL-IP for Service {name}"),
@@ -310,11 +330,7 @@ impl Readiness {
             }
             Readiness::ClusterIpFamilies { service, families } => format!(
                 "Service {service} with ClusterIPs of the {} families",
-                families
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" and ")
+                FamilyRank::names(families)
             ),
             Readiness::ReadyPods { selector, ready } => format!("{ready} Ready pods {selector}"),
             Readiness::ProxyMode { mode } => format!("kube-proxy switched ({mode:?} mode)"),
@@ -343,6 +359,15 @@ impl FamilyRank {
             FamilyRank::Primary => "primary",
             FamilyRank::Secondary => "secondary",
         }
+    }
+
+    /// `primary and secondary`.
+    pub fn names(ranks: &[FamilyRank]) -> String {
+        ranks
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ")
     }
 
     /// The family of this rank on a cluster whose primary is `primary`.
