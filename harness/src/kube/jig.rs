@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, WaitError};
-use crate::model::{IpFamily, Readiness};
+use crate::model::{FamilyRank, IpFamily, Readiness};
 use crate::template::{PodFact, SliceFact};
 
 /// How long a LoadBalancer Service that nothing implements is watched to
@@ -262,8 +262,7 @@ impl Jig {
                 let families = if families.is_empty() {
                     vec![self.family]
                 } else {
-                    let primary = self.primary_family().await?;
-                    families.iter().map(|r| r.of(primary)).collect()
+                    self.families_ranked(families).await?
                 };
                 let pods = self.selected_pods(service).await?;
                 wait::until_both(
@@ -322,8 +321,7 @@ impl Jig {
                 }
             }
             Readiness::ClusterIpFamilies { service, families } => {
-                let primary = self.primary_family().await?;
-                let want: Vec<IpFamily> = families.iter().map(|r| r.of(primary)).collect();
+                let want = self.families_ranked(families).await?;
                 wait::until(
                     Api::<Service>::namespaced(self.client.clone(), ns),
                     Some(&format!("metadata.name={service}")),
@@ -379,6 +377,12 @@ impl Jig {
 
     /// The cluster's primary Service family: the first of `default/kubernetes`'s
     /// `spec.ipFamilies` (the API server's first Service range).
+    /// The families these ranks name on this cluster, in their order.
+    async fn families_ranked(&self, ranks: &[FamilyRank]) -> Result<Vec<IpFamily>, WaitError> {
+        let primary = self.primary_family().await?;
+        Ok(ranks.iter().map(|r| r.of(primary)).collect())
+    }
+
     async fn primary_family(&self) -> Result<IpFamily, WaitError> {
         let what = "Service default/kubernetes".to_string();
         let svc = Api::<Service>::namespaced(self.client.clone(), "default")

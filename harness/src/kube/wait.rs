@@ -406,10 +406,11 @@ fn ready_statuses<'a>(
 }
 
 /// The addresses of `family` among `addresses`.
-fn in_family(addresses: BTreeSet<String>, family: IpFamily) -> BTreeSet<String> {
+fn in_family(addresses: &BTreeSet<String>, family: IpFamily) -> BTreeSet<String> {
     addresses
-        .into_iter()
+        .iter()
         .filter(|a| IpFamily::of(a) == Some(family))
+        .cloned()
         .collect()
 }
 
@@ -479,7 +480,7 @@ pub fn endpoints_match_ready_pods(
                     .map(|a| a.ip.clone()),
             );
         }
-        let (ready, not_ready) = (in_family(ready, family), in_family(not_ready, family));
+        let (ready, not_ready) = (in_family(&ready, family), in_family(&not_ready, family));
         addresses_match_ready_pods(&ready, &not_ready, &pod_ips, want)
     }
 }
@@ -510,8 +511,8 @@ pub fn endpoint_slices_match_ready_pods(
             .iter()
             .map(|&family| {
                 let progress = addresses_match_ready_pods(
-                    &in_family(ready.clone(), family),
-                    &in_family(unready.clone(), family),
+                    &in_family(&ready, family),
+                    &in_family(&unready, family),
                     &ready_pod_ips(pods, family),
                     want,
                 );
