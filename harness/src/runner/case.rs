@@ -594,18 +594,21 @@ impl CaseRunner {
     /// `set_up` finds them; a failure here is left for it to report.
     async fn prepare_shared(&self, case: &Case) {
         if case.needs.contains(&Addon::Metallb) {
-            let project = self.fixtures.project();
-            let images = self.fixtures.image_map();
-            let _ = self
-                .metallb
-                .get(&self.cluster, &self.applier, project, images)
-                .await;
+            let _ = self.metallb().await;
         }
         if let (Some(nodes), Ok(objects)) = (&self.cluster.node_images, self.fixtures.objects(case))
         {
             let images: Vec<String> = objects.iter().flat_map(manifest::images).collect();
             let _ = nodes.ensure(&images, false).await;
         }
+    }
+
+    /// MetalLB on the cluster, installed by the first case that needs it.
+    async fn metallb(&self) -> Result<Arc<crate::cluster::metallb::Metallb>, String> {
+        let (project, images) = (self.fixtures.project(), self.fixtures.image_map());
+        self.metallb
+            .get(&self.cluster, &self.applier, project, images)
+            .await
     }
 
     /// What the case needs before its checks: MetalLB and its address
@@ -622,13 +625,7 @@ impl CaseRunner {
         let error = |message: String| CaseOutcome::Error { message };
         if case.needs.contains(&Addon::Metallb) {
             phase("waiting for MetalLB".into());
-            let images = self.fixtures.image_map();
-            let project = self.fixtures.project();
-            let installed = self
-                .metallb
-                .get(&self.cluster, &self.applier, project, images)
-                .await;
-            let lb = match installed {
+            let lb = match self.metallb().await {
                 Ok(lb) => lb,
                 Err(e) => return Err(error(format!("{}: {e}", Addon::Metallb))),
             };
