@@ -375,14 +375,14 @@ impl Jig {
         }
     }
 
-    /// The cluster's primary Service family: the first of `default/kubernetes`'s
-    /// `spec.ipFamilies` (the API server's first Service range).
     /// The families these ranks name on this cluster, in their order.
     async fn families_ranked(&self, ranks: &[FamilyRank]) -> Result<Vec<IpFamily>, WaitError> {
         let primary = self.primary_family().await?;
         Ok(ranks.iter().map(|r| r.of(primary)).collect())
     }
 
+    /// The cluster's primary Service family: the first of `default/kubernetes`'s
+    /// `spec.ipFamilies` (the API server's first Service range).
     async fn primary_family(&self) -> Result<IpFamily, WaitError> {
         let what = "Service default/kubernetes".to_string();
         let svc = Api::<Service>::namespaced(self.client.clone(), "default")
