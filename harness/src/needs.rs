@@ -83,6 +83,9 @@ pub struct Capacity {
     /// read (a kubeadm cluster); `None` when it cannot, taken as the default
     /// (every controller on).
     pub controllers: Option<String>,
+    /// kube-apiserver's `--feature-gates`, where its pod can be read; a gate
+    /// not named has its release's default.
+    pub apiserver_gates: BTreeMap<String, bool>,
 }
 
 impl Capacity {
@@ -334,6 +337,7 @@ mod tests {
             docker: true,
             may_switch_mode: false,
             controllers: None,
+            apiserver_gates: BTreeMap::new(),
         }
     }
 
@@ -411,6 +415,7 @@ mod tests {
             docker: true,
             may_switch_mode: true,
             controllers: None,
+            apiserver_gates: BTreeMap::new(),
         };
         for (case, needs) in &all {
             assert!(unmet(needs, &capacity).is_empty(), "{case}: {needs:?}");

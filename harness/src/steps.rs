@@ -253,7 +253,8 @@ pub async fn perform(
             proxy_mode::restart(client).await?;
             proxy_mode::rolled_out(client, scaled(proxy_mode::ROLLOUT_DEADLINE)).await?;
             Ok(format!(
-                "set featureGates {name}: {enabled} in kube-proxy's ConfigMap, restarted DaemonSet kube-proxy and saw it rolled out"
+                "set featureGates {name}: {enabled} in kube-proxy's ConfigMap, restarted DaemonSet kube-proxy and saw it rolled out; {}",
+                proxy_mode::reannounce_zones(client).await
             ))
         }
         Action::HttpGet { pods, port, path } => {

@@ -1,6 +1,7 @@
 //! Facts about a connected cluster (version, nodes, proxy mode) and the wait
 //! for a fresh cluster to be usable.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -163,7 +164,17 @@ pub async fn capacity(
         pods_api.list(&unfinished)
     );
     let pods = pods?.items;
-    let controllers = pods.iter().find_map(controllers_flag);
+    // Unset, `--controllers` is `*` (the default set).
+    let controllers = pods
+        .iter()
+        .find_map(|p| static_pod_flag(p, "kube-controller-manager", "controllers"))
+        .map(|set| set.unwrap_or_else(|| "*".into()));
+    let apiserver_gates = pods
+        .iter()
+        .find_map(|p| static_pod_flag(p, "kube-apiserver", "feature-gates"))
+        .flatten()
+        .map(|flag| feature_gates(&flag))
+        .unwrap_or_default();
     let mut running: std::collections::BTreeMap<String, u64> = Default::default();
     for pod in pods {
         if let Some(node) = pod.spec.and_then(|s| s.node_name) {
@@ -198,30 +209,46 @@ pub async fn capacity(
         docker,
         may_switch_mode,
         controllers,
+        apiserver_gates,
     })
 }
 
-/// kube-controller-manager's `--controllers` value, when `pod` is its
-/// static pod (kubeadm: kube-system, `component: kube-controller-manager`)
-/// and it sets one (`*` when it does not: the default set).
-fn controllers_flag(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+/// The last `--<flag>=` value of kube-system's static pod of `component`
+/// (kubeadm labels it `component: <name>`): `Some(None)` when that pod does
+/// not set the flag, `None` when `pod` is not that pod.
+fn static_pod_flag(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    component: &str,
+    flag: &str,
+) -> Option<Option<String>> {
     use kube::ResourceExt;
     let ours = pod.namespace().as_deref() == Some("kube-system")
-        && pod.labels().get("component").map(String::as_str) == Some("kube-controller-manager");
+        && pod.labels().get("component").map(String::as_str) == Some(component);
     if !ours {
         return None;
     }
     let container = pod.spec.as_ref()?.containers.first()?;
-    let flags = container
+    let prefix = format!("--{flag}=");
+    let value = container
         .command
         .iter()
         .chain(container.args.iter())
-        .flatten();
-    let set = flags
-        .filter_map(|f| f.strip_prefix("--controllers="))
+        .flatten()
+        .filter_map(|f| f.strip_prefix(prefix.as_str()))
         .next_back()
-        .unwrap_or("*");
-    Some(set.to_string())
+        .map(String::from);
+    Some(value)
+}
+
+/// `A=true,B=false` as a `--feature-gates` flag gives it; what does not
+/// parse is left out (the component would not have started with it).
+fn feature_gates(flag: &str) -> BTreeMap<String, bool> {
+    flag.split(',')
+        .filter_map(|g| {
+            let (name, on) = g.trim().split_once('=')?;
+            Some((name.to_string(), on.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The kind cluster a kubeconfig reached, if it is one: kind sets every
@@ -343,6 +370,18 @@ pub async fn wait_cluster_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_gates_are_read_as_the_flag_sets_them() {
+        let gates = feature_gates("RelaxedServiceNameValidation=true, Foo=false,Bad=maybe,Empty");
+        assert_eq!(
+            gates,
+            BTreeMap::from([
+                ("Foo".to_string(), false),
+                ("RelaxedServiceNameValidation".to_string(), true)
+            ])
+        );
+    }
 
     #[test]
     fn a_family_is_the_nodes_and_the_service_ranges() {

@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::command;
 use super::dataplane::mode_from_log;
-use crate::kube::{exec, wait};
+use crate::kube::{exec, nodes, wait};
 use crate::model::{scaled, ProxyMode};
 
 const KUBE_SYSTEM: &str = "kube-system";
@@ -237,8 +237,28 @@ pub async fn restore(client: &Client, config: &str, mode: ProxyMode) -> String {
         return format!("restored kube-proxy's configuration, but {e}");
     }
     match rolled_out(client, scaled(ROLLOUT_DEADLINE)).await {
-        Ok(()) => format!("restored kube-proxy's configuration ({mode}) and restarted it"),
+        Ok(()) => format!(
+            "restored kube-proxy's configuration ({mode}) and restarted it; {}",
+            reannounce_zones(client).await
+        ),
         Err(e) => format!("restored kube-proxy's configuration ({mode}), but {e}"),
+    }
+}
+
+/// After a restart: each node's zone label taken off and put back, so no
+/// kube-proxy is left without its zone (see [`nodes::reannounce_zones`]);
+/// the line says what was done, for the evidence.
+pub async fn reannounce_zones(client: &Client) -> String {
+    match nodes::reannounce_zones(client).await {
+        Ok(done) if done.is_empty() => "no node has a zone label".to_string(),
+        Ok(done) => format!(
+            "zone labels taken off and put back, so each restarted kube-proxy hears its zone: {}",
+            done.join(", ")
+        ),
+        Err(e) => format!(
+            "could not re-announce the nodes' zone labels (a restarted kube-proxy may not know its zone): {}",
+            super::error_chain(&e)
+        ),
     }
 }
 

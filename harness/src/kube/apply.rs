@@ -165,6 +165,29 @@ impl Applier {
         Ok(())
     }
 
+    /// Creates `doc` in `namespace` with `dryRun=All`: the API server
+    /// validates and admits it as it would a real create, and writes
+    /// nothing. `Err` carries its refusal.
+    pub async fn dry_run_create(&self, namespace: &str, doc: &Value) -> Result<(), ApplyError> {
+        let (api_version, kind, name) = identity(doc);
+        let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
+        let object: DynamicObject =
+            serde_json::from_value(doc.clone()).map_err(|source| ApplyError::Malformed {
+                kind: kind.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        let params = kube::api::PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        self.api(namespace, &ar, &caps)
+            .create(&params, &object)
+            .await
+            .map(|_| ())
+            .map_err(|source| ApplyError::Refused { kind, name, source })
+    }
+
     /// Deletes the object `doc` names (in its own namespace, or the
     /// cluster); one already gone is fine.
     pub async fn delete_object(&self, doc: &Value) -> Result<(), ApplyError> {

@@ -220,9 +220,44 @@ fn visit_containers(value: &mut Value, f: &mut impl FnMut(&mut serde_json::Map<S
     }
 }
 
+/// `patch` merged into `doc` as a JSON merge patch (RFC 7386) does it on
+/// the API server: objects merge, `null` removes, anything else replaces.
+pub fn merge_patch(doc: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *doc = patch.clone();
+        return;
+    };
+    if !doc.is_object() {
+        *doc = Value::Object(Default::default());
+    }
+    let Value::Object(into) = doc else {
+        return;
+    };
+    for (key, value) in fields {
+        if value.is_null() {
+            into.remove(key);
+        } else {
+            merge_patch(into.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_merge_patch_merges_objects_removes_nulls_and_replaces_the_rest() {
+        let mut doc = serde_json::json!({"metadata": {"name": "7web", "labels": {"a": "1"}}, "spec": {"ports": [1]}});
+        merge_patch(
+            &mut doc,
+            &serde_json::json!({"metadata": {"name": "web7", "labels": null}, "spec": {"ports": [2]}}),
+        );
+        assert_eq!(
+            doc,
+            serde_json::json!({"metadata": {"name": "web7"}, "spec": {"ports": [2]}})
+        );
+    }
 
     #[test]
     fn services_run_in_the_family_unless_they_choose() {

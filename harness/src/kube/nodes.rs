@@ -152,6 +152,39 @@ pub async fn add_taint(
     .await
 }
 
+/// The zone label kube-proxy routes trafficDistribution by.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Takes each zoned node's `topology.kubernetes.io/zone` off and puts the
+/// same value back, so every kube-proxy hears its zone again; returns
+/// `node=zone` per node. A restarted kube-proxy (v1.37.2) can miss it for
+/// good: its NodeTopologyConfig handles the node informer's first Add
+/// before the proxier is registered as its handler, keeps the labels, and
+/// skips every later event as unchanged (cmd/kube-proxy/app/server.go,
+/// pkg/proxy/config/config.go); its PreferSameZone rules then spread over
+/// every zone.
+pub async fn reannounce_zones(client: &Client) -> Result<Vec<String>, kube::Error> {
+    let api = Api::<Node>::all(client.clone());
+    let params = kube::api::PatchParams::default();
+    let mut done = Vec::new();
+    for node in api.list(&ListParams::default()).await?.items {
+        let name = node.name_any();
+        let Some(zone) = node.labels().get(ZONE_LABEL).cloned() else {
+            continue;
+        };
+        for value in [
+            serde_json::Value::Null,
+            serde_json::Value::from(zone.clone()),
+        ] {
+            let patch = serde_json::json!({"metadata": {"labels": {ZONE_LABEL: value}}});
+            api.patch(&name, &params, &kube::api::Patch::Merge(&patch))
+                .await?;
+        }
+        done.push(format!("{name}={zone}"));
+    }
+    Ok(done)
+}
+
 /// Takes every taint `key` off `node`; `Ok(false)` when it had none.
 pub async fn remove_taint(client: &Client, node: &str, key: &str) -> Result<bool, kube::Error> {
     edit_taints(client, node, |taints| {

@@ -62,6 +62,63 @@ pub struct Case {
     /// skipped, saying so, on a single-family one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dual_stack: bool,
+    /// What the case is about arrived in a release (behind a feature gate
+    /// before it): an older API server refuses one of its objects, and
+    /// there the run asserts that refusal instead of the checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_before: Option<RefusedBefore>,
+}
+
+/// An object of the case's fixtures that the API refuses before `version`
+/// unless `featureGate` is turned on (a Service name starting with a
+/// digit before v1.36: RelaxedServiceNameValidation, KEP-5311).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefusedBefore {
+    /// The first release whose API server accepts it by default (`v1.36`).
+    pub version: String,
+    /// The gate that turns it on (in kube-apiserver's `--feature-gates`).
+    pub feature_gate: String,
+    pub kind: String,
+    pub name: String,
+    /// The sabotage of a refusal run: a JSON merge patch on the object that
+    /// every release accepts, so "refused" must fail.
+    pub sabotage: RefusalSabotage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefusalSabotage {
+    pub description: String,
+    pub merge: serde_json::Value,
+}
+
+impl RefusedBefore {
+    /// Whether an API server of `server_version` (its gitVersion) with
+    /// these `--feature-gates` refuses the object: the gate as set, else
+    /// its default (on from `version`). An unreadable version is taken as
+    /// new: the case then runs its checks, and says what failed.
+    pub fn refused_by(&self, server_version: &str, gates: &BTreeMap<String, bool>) -> bool {
+        if let Some(on) = gates.get(&self.feature_gate) {
+            return !on;
+        }
+        match (minor_version(server_version), minor_version(&self.version)) {
+            (Some(server), Some(since)) => server < since,
+            _ => false,
+        }
+    }
+}
+
+/// `(major, minor)` of `v1.35.4`, `1.35`, `v1.36.0-rc.1`, `v1.35.4-gke.100`.
+fn minor_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((major, minor.parse().ok()?))
 }
 
 /// A Pod Security Standards level.
@@ -885,6 +942,14 @@ impl Case {
                 )));
             }
         }
+        if let Some(r) = &self.refused_before {
+            if minor_version(&r.version).is_none() {
+                return Err(invalid(format!(
+                    "refusedBefore.version {:?} is not a release (v1.36)",
+                    r.version
+                )));
+            }
+        }
         if let Some(after) = &self.sabotage.after_step {
             match self.steps.iter().find(|s| &s.name == after) {
                 None => {
@@ -1005,6 +1070,32 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_is_refused_before_its_release_unless_the_gate_says_otherwise() {
+        let r = RefusedBefore {
+            version: "v1.36".into(),
+            feature_gate: "RelaxedServiceNameValidation".into(),
+            kind: "Service".into(),
+            name: "7web".into(),
+            sabotage: RefusalSabotage {
+                description: "renamed".into(),
+                merge: serde_json::json!({"metadata": {"name": "web7"}}),
+            },
+        };
+        let none = BTreeMap::new();
+        assert!(r.refused_by("v1.35.4", &none));
+        assert!(r.refused_by("v1.34.4-gke.100", &none));
+        assert!(!r.refused_by("v1.36.0-rc.1", &none));
+        assert!(!r.refused_by("v1.37.2", &none));
+        assert!(!r.refused_by("unknown", &none));
+        let on = BTreeMap::from([("RelaxedServiceNameValidation".to_string(), true)]);
+        assert!(!r.refused_by("v1.35.4", &on));
+        let off = BTreeMap::from([("RelaxedServiceNameValidation".to_string(), false)]);
+        assert!(r.refused_by("v1.36.3", &off));
+        assert_eq!(minor_version("1.35"), Some((1, 35)));
+        assert_eq!(minor_version("v1"), None);
+    }
 
     #[test]
     fn a_dual_stack_case_says_why_it_does_not_run_on_one_family() {

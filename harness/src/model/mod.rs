@@ -17,8 +17,8 @@ pub use audit::{
 };
 pub use case::{
     Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ClientPods,
-    FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe, Readiness, Sabotage, Step,
-    CLIENT_NAME, REQUEST_TIMEOUT_MS,
+    FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe, Readiness, RefusalSabotage,
+    RefusedBefore, Sabotage, Step, CLIENT_NAME, REQUEST_TIMEOUT_MS,
 };
 pub use dataplane::{unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
 pub use deadlines::{

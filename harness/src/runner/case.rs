@@ -21,7 +21,7 @@ use crate::kube::manifest;
 use crate::kube::namespace;
 use crate::model::{
     Action, Addon, Case, CaseKey, CaseOutcome, CaseResult, ClientPods, Deadlines, IpFamily,
-    Readiness, Variant,
+    Readiness, RefusedBefore, Variant,
 };
 use crate::steps;
 use crate::template::{self, Facts};
@@ -268,7 +268,14 @@ impl CaseRunner {
         {
             return CaseResult::skipped(key, reason);
         }
-        let exclusive = case.runs_alone(variant);
+        let refusal = case.refused_before.as_ref().filter(|r| {
+            let gates = match self.capacity.get() {
+                Some(Ok(capacity)) => capacity.apiserver_gates.clone(),
+                _ => BTreeMap::new(),
+            };
+            r.refused_by(&self.cluster.info.kubernetes_version, &gates)
+        });
+        let exclusive = case.runs_alone(variant) && refusal.is_none();
         if exclusive {
             self.prepare_shared(case).await;
         }
@@ -306,9 +313,16 @@ impl CaseRunner {
                 let in_family = family.unwrap_or(IpFamily::Ipv4);
                 let dual_stack = self.cluster.info.families.len() > 1;
                 let jig = Jig::new(client.clone(), ns.clone()).with_family(in_family, dual_stack);
-                let outcome = self
-                    .run_in(&jig, case, variant, &phase, &mut evidence)
-                    .await;
+                let outcome = match refusal {
+                    Some(r) => {
+                        self.expect_refusal(&jig, case, r, variant, &mut evidence)
+                            .await
+                    }
+                    None => {
+                        self.run_in(&jig, case, variant, &phase, &mut evidence)
+                            .await
+                    }
+                };
                 // Read before teardown, while the case's Services are there.
                 let outcome = self.explain(outcome, variant, &ns).await;
                 phase("tearing down".into());
@@ -331,7 +345,8 @@ impl CaseRunner {
                 (outcome, Some(ns))
             }
         };
-        let outcome = variant_outcome(variant, outcome, &case.sabotage.description, &mut evidence);
+        let sabotage = refusal.map_or(&case.sabotage.description, |r| &r.sabotage.description);
+        let outcome = variant_outcome(variant, outcome, sabotage, &mut evidence);
         CaseResult {
             key,
             outcome,
@@ -390,6 +405,71 @@ impl CaseRunner {
                 vec![format!("cannot read what the cluster offers: {e}")],
                 None,
             ),
+        }
+    }
+
+    /// The run of a case on an API server that refuses one of its objects
+    /// (older than its release, the gate not turned on): that refusal is
+    /// what Kubernetes says there, so it is asserted (a dry-run create of
+    /// the object; the sabotage renames it to what every release accepts).
+    async fn expect_refusal(
+        &self,
+        jig: &Jig,
+        case: &Case,
+        refused: &RefusedBefore,
+        variant: Variant,
+        evidence: &mut Vec<String>,
+    ) -> CaseOutcome {
+        let error = |message: String| CaseOutcome::Error { message };
+        let version = &self.cluster.info.kubernetes_version;
+        let objects = match self.fixtures.objects(case) {
+            Ok(o) => o,
+            Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
+        };
+        let found = objects.into_iter().find(|o| {
+            o["kind"] == refused.kind.as_str() && o["metadata"]["name"] == refused.name.as_str()
+        });
+        let Some(object) = found else {
+            return error(format!(
+                "refusedBefore names {} {}, which the case's fixtures do not hold",
+                refused.kind, refused.name
+            ));
+        };
+        let facts = Facts {
+            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
+            ..Default::default()
+        };
+        let mut object = jig.manifest(&template::render_json(&object, &facts));
+        if variant == Variant::Sabotaged {
+            manifest::merge_patch(&mut object, &refused.sabotage.merge);
+        }
+        let shown = format!(
+            "{} {}",
+            refused.kind,
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        evidence.push(format!(
+            "the API server is {version}: before {} it refuses {} {} unless {} is on (kube-apiserver's --feature-gates does not turn it on), so the run asserts that refusal instead of the checks",
+            refused.version, refused.kind, refused.name, refused.feature_gate
+        ));
+        match self.applier.dry_run_create(&jig.namespace, &object).await {
+            Err(crate::kube::apply::ApplyError::Refused {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 422 => {
+                evidence.push(format!("refused (dry-run create): {}", status.message));
+                CaseOutcome::Passed
+            }
+            Ok(()) => CaseOutcome::Failed {
+                message: format!(
+                    "expected the API server ({version}) to refuse {shown}, as releases before {} do without {}; it accepted it (dry-run create)",
+                    refused.version, refused.feature_gate
+                ),
+            },
+            Err(e) => error(format!(
+                "dry-run create of {shown}: {}",
+                cluster_error_chain(&e)
+            )),
         }
     }
 
