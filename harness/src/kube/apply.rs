@@ -61,6 +61,14 @@ fn identity(doc: &Value) -> (&str, String, String) {
     )
 }
 
+impl ApplyError {
+    /// What a document that is no object of the API turns into.
+    fn malformed(kind: &str, name: &str) -> impl FnOnce(serde_json::Error) -> Self {
+        let (kind, name) = (kind.to_string(), name.to_string());
+        move |source| ApplyError::Malformed { kind, name, source }
+    }
+}
+
 /// Applies objects; remembers what discovery said about each kind.
 pub struct Applier {
     client: Client,
@@ -134,11 +142,7 @@ impl Applier {
             .or(doc["metadata"]["namespace"].as_str())
             .unwrap_or("default");
         let object: DynamicObject =
-            serde_json::from_value(doc.clone()).map_err(|source| ApplyError::Malformed {
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
+            serde_json::from_value(doc.clone()).map_err(ApplyError::malformed(&kind, &name))?;
         self.api(namespace, &ar, &caps)
             .patch(
                 &name,
@@ -172,11 +176,7 @@ impl Applier {
         let (api_version, kind, name) = identity(doc);
         let (ar, caps) = self.resolve(api_version, &kind, &name).await?;
         let object: DynamicObject =
-            serde_json::from_value(doc.clone()).map_err(|source| ApplyError::Malformed {
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
+            serde_json::from_value(doc.clone()).map_err(ApplyError::malformed(&kind, &name))?;
         let params = kube::api::PostParams {
             dry_run: true,
             ..Default::default()

@@ -67,6 +67,10 @@ pub struct Case {
     /// there the run asserts that refusal instead of the checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_before: Option<RefusedBefore>,
+    /// The release that brought what the case is about (`v1.36`): on an
+    /// older API server it is skipped, saying so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 /// An object of the case's fixtures that the API refuses before `version`
@@ -102,11 +106,29 @@ impl RefusedBefore {
         if let Some(on) = gates.get(&self.feature_gate) {
             return !on;
         }
-        match (minor_version(server_version), minor_version(&self.version)) {
-            (Some(server), Some(since)) => server < since,
-            _ => false,
-        }
+        !released_by(server_version, &self.version)
     }
+}
+
+/// Whether an API server of `server_version` (its gitVersion) is `since`
+/// (`v1.36`) or later; an unreadable version is taken as new, so what
+/// depends on it runs and says what failed.
+pub fn released_by(server_version: &str, since: &str) -> bool {
+    match (minor_version(server_version), minor_version(since)) {
+        (Some(server), Some(since)) => server >= since,
+        _ => true,
+    }
+}
+
+/// Why something that came in `since` is not run on an API server of
+/// `server_version`; `None` when it is that release or later.
+pub fn before_release(server_version: &str, since: Option<&str>) -> Option<String> {
+    let since = since?;
+    (!released_by(server_version, since)).then(|| {
+        format!(
+            "it is about what Kubernetes has since {since} and the API server is {server_version}"
+        )
+    })
 }
 
 /// `(major, minor)` of `v1.35.4`, `1.35`, `v1.36.0-rc.1`, `v1.35.4-gke.100`.
@@ -447,6 +469,10 @@ pub struct Check {
     /// Replaces `expect` in the modes where kube-proxy legitimately differs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub expect_by_mode: BTreeMap<ProxyMode, Vec<Assertion>>,
+    /// The release that brought what it checks (an API warning added in
+    /// `v1.36`): not run on an older API server, the evidence says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 impl Check {
@@ -805,15 +831,19 @@ impl Case {
         })
     }
 
+    /// Its own checks, then each step's.
+    fn all_checks(&self) -> impl Iterator<Item = &Check> + Clone {
+        self.checks
+            .iter()
+            .chain(self.steps.iter().flat_map(|s| s.checks.iter()))
+    }
+
     /// A rough guess of the seconds a plain run spends in its checks and
     /// steps: a second per check, two per step (its actions and settle),
     /// plus what the checks wait by design. Only an order key: the runner
     /// starts long cases first, so they do not become the run's tail.
     pub fn expected_seconds(&self) -> f64 {
-        let checks = self
-            .checks
-            .iter()
-            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        let checks = self.all_checks();
         let waits: u64 = checks.clone().map(Check::designed_wait_ms).sum();
         checks.count() as f64 + 2.0 * self.steps.len() as f64 + waits as f64 / 1000.0
     }
@@ -844,10 +874,7 @@ impl Case {
     /// node, or a step's GET): only then does it get the client DaemonSet, three pods
     /// fewer to start for a case that probes only from outside.
     pub fn needs_client_pods(&self) -> bool {
-        let checks = self
-            .checks
-            .iter()
-            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        let checks = self.all_checks();
         let in_pod = |c: &Check| {
             matches!(
                 c.from,
@@ -890,10 +917,7 @@ impl Case {
     /// client pods every case shares, the others' refusals (kube-proxy
     /// still programming a new Service) starve it into timeouts.
     fn expects_refusal(&self) -> bool {
-        let checks = self
-            .checks
-            .iter()
-            .chain(self.steps.iter().flat_map(|s| s.checks.iter()));
+        let checks = self.all_checks();
         checks.flat_map(|c| c.expect.iter()).any(|a| {
             matches!(
                 a,
@@ -942,11 +966,19 @@ impl Case {
                 )));
             }
         }
-        if let Some(r) = &self.refused_before {
-            if minor_version(&r.version).is_none() {
+        let releases = self
+            .refused_before
+            .iter()
+            .map(|r| ("refusedBefore.version", &r.version))
+            .chain(self.since.iter().map(|v| ("since", v)))
+            .chain(
+                self.all_checks()
+                    .filter_map(|c| Some(("a check's since", c.since.as_ref()?))),
+            );
+        for (field, version) in releases {
+            if minor_version(version).is_none() {
                 return Err(invalid(format!(
-                    "refusedBefore.version {:?} is not a release (v1.36)",
-                    r.version
+                    "{field} {version:?} is not a release (v1.36)"
                 )));
             }
         }
@@ -1094,6 +1126,13 @@ mod tests {
         let off = BTreeMap::from([("RelaxedServiceNameValidation".to_string(), false)]);
         assert!(r.refused_by("v1.36.3", &off));
         assert_eq!(minor_version("1.35"), Some((1, 35)));
+        assert_eq!(before_release("v1.37.2", Some("v1.36")), None);
+        assert_eq!(before_release("v1.35.4", None), None);
+        assert_eq!(before_release("unknown", Some("v1.36")), None);
+        assert_eq!(
+            before_release("v1.35.4", Some("v1.36")).unwrap(),
+            "it is about what Kubernetes has since v1.36 and the API server is v1.35.4"
+        );
         assert_eq!(minor_version("v1"), None);
     }
 

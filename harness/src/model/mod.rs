@@ -16,9 +16,9 @@ pub use audit::{
     ProxyConfig, ServiceFacts, Severity, SliceFacts, CHECKS,
 };
 pub use case::{
-    Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement, ClientPods,
-    FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe, Readiness, RefusalSabotage,
-    RefusedBefore, Sabotage, Step, CLIENT_NAME, REQUEST_TIMEOUT_MS,
+    before_release, Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement,
+    ClientPods, FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe, Readiness,
+    RefusalSabotage, RefusedBefore, Sabotage, Step, CLIENT_NAME, REQUEST_TIMEOUT_MS,
 };
 pub use dataplane::{unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
 pub use deadlines::{

@@ -240,9 +240,18 @@ impl CaseRunner {
                 "the run asks for {f}, and the cluster has no {f}: not on every node's InternalIP, or not in its Service range"
             ));
         }
-        // A dual-stack case on one family, or one needing what the cluster
-        // turns off, is skipped whatever else it lacks.
-        let not_for_cluster = case.single_stack_reason(families).or(turned_off);
+        // A dual-stack case on one family, one about a later release than
+        // the API server's, or one needing what the cluster turns off, is
+        // skipped whatever else it lacks.
+        let not_for_cluster = case
+            .single_stack_reason(families)
+            .or_else(|| {
+                crate::model::before_release(
+                    &self.cluster.info.kubernetes_version,
+                    case.since.as_deref(),
+                )
+            })
+            .or(turned_off);
         if !unmet.is_empty() && !self.cluster.in_pod && not_for_cluster.is_none() {
             // Not run, so not passed: an error that says what is missing
             // (once: the message is all there is, no evidence beside it).
