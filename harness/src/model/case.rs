@@ -113,7 +113,7 @@ impl RefusedBefore {
 /// Whether an API server of `server_version` (its gitVersion) is `since`
 /// (`v1.36`) or later; an unreadable version is taken as new, so what
 /// depends on it runs and says what failed.
-pub fn released_by(server_version: &str, since: &str) -> bool {
+fn released_by(server_version: &str, since: &str) -> bool {
     match (minor_version(server_version), minor_version(since)) {
         (Some(server), Some(since)) => server >= since,
         _ => true,
