@@ -250,11 +250,9 @@ pub async fn perform(
             })
             .await;
             proxy_mode::configure(client, &config).await?;
-            proxy_mode::restart(client).await?;
-            proxy_mode::rolled_out(client, scaled(proxy_mode::ROLLOUT_DEADLINE)).await?;
+            let zones = proxy_mode::restart_rolled_out(client).await?;
             Ok(format!(
-                "set featureGates {name}: {enabled} in kube-proxy's ConfigMap, restarted DaemonSet kube-proxy and saw it rolled out; {}",
-                proxy_mode::reannounce_zones(client).await
+                "set featureGates {name}: {enabled} in kube-proxy's ConfigMap, restarted DaemonSet kube-proxy and saw it rolled out; {zones}"
             ))
         }
         Action::HttpGet { pods, port, path } => {

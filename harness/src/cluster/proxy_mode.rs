@@ -233,22 +233,26 @@ pub async fn restore(client: &Client, config: &str, mode: ProxyMode) -> String {
         // The sabotage's OnDelete strategy: its own restore rolls the pods.
         return format!("restored kube-proxy's configuration ({mode}); its pods roll once its update strategy is restored");
     }
-    if let Err(e) = restart(client).await {
-        return format!("restored kube-proxy's configuration, but {e}");
-    }
-    match rolled_out(client, scaled(ROLLOUT_DEADLINE)).await {
-        Ok(()) => format!(
-            "restored kube-proxy's configuration ({mode}) and restarted it; {}",
-            reannounce_zones(client).await
-        ),
+    match restart_rolled_out(client).await {
+        Ok(zones) => {
+            format!("restored kube-proxy's configuration ({mode}) and restarted it; {zones}")
+        }
         Err(e) => format!("restored kube-proxy's configuration ({mode}), but {e}"),
     }
+}
+
+/// Restarts kube-proxy, waits until it rolled out, then re-announces the
+/// nodes' zones to the new pods; `Ok` holds that last line.
+pub async fn restart_rolled_out(client: &Client) -> Result<String, String> {
+    restart(client).await?;
+    rolled_out(client, scaled(ROLLOUT_DEADLINE)).await?;
+    Ok(reannounce_zones(client).await)
 }
 
 /// After a restart: each node's zone label taken off and put back, so no
 /// kube-proxy is left without its zone (see [`nodes::reannounce_zones`]);
 /// the line says what was done, for the evidence.
-pub async fn reannounce_zones(client: &Client) -> String {
+async fn reannounce_zones(client: &Client) -> String {
     match nodes::reannounce_zones(client).await {
         Ok(done) if done.is_empty() => "no node has a zone label".to_string(),
         Ok(done) => format!(

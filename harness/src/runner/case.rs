@@ -277,13 +277,15 @@ impl CaseRunner {
         {
             return CaseResult::skipped(key, reason);
         }
-        let refusal = case.refused_before.as_ref().filter(|r| {
-            let gates = match self.capacity.get() {
-                Some(Ok(capacity)) => capacity.apiserver_gates.clone(),
-                _ => BTreeMap::new(),
-            };
-            r.refused_by(&self.cluster.info.kubernetes_version, &gates)
-        });
+        let unread = BTreeMap::new();
+        let gates = match self.capacity.get() {
+            Some(Ok(capacity)) => &capacity.apiserver_gates,
+            _ => &unread,
+        };
+        let refusal = case
+            .refused_before
+            .as_ref()
+            .filter(|r| r.refused_by(&self.cluster.info.kubernetes_version, gates));
         let exclusive = case.runs_alone(variant) && refusal.is_none();
         if exclusive {
             self.prepare_shared(case).await;
@@ -435,20 +437,15 @@ impl CaseRunner {
             Ok(o) => o,
             Err(e) => return error(format!("fixtures: {}", cluster_error_chain(&e))),
         };
-        let found = objects.into_iter().find(|o| {
+        let found = rendered(jig, &objects).into_iter().find(|o| {
             o["kind"] == refused.kind.as_str() && o["metadata"]["name"] == refused.name.as_str()
         });
-        let Some(object) = found else {
+        let Some(mut object) = found else {
             return error(format!(
                 "refusedBefore names {} {}, which the case's fixtures do not hold",
                 refused.kind, refused.name
             ));
         };
-        let facts = Facts {
-            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
-            ..Default::default()
-        };
-        let mut object = jig.manifest(&template::render_json(&object, &facts));
         if variant == Variant::Sabotaged {
             manifest::merge_patch(&mut object, &refused.sabotage.merge);
         }
@@ -750,15 +747,7 @@ impl CaseRunner {
                 Err(e) => return Err(error(e)),
             }
         }
-        // Fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
-        let facts = Facts {
-            vars: [("namespace".to_string(), jig.namespace.clone())].into(),
-            ..Default::default()
-        };
-        let objects: Vec<serde_json::Value> = objects
-            .iter()
-            .map(|o| jig.manifest(&template::render_json(o, &facts)))
-            .collect();
+        let objects = rendered(jig, &objects);
         phase(format!("applying {} objects", objects.len()));
         for object in &objects {
             if let Err(e) = self.applier.apply(&jig.namespace, object).await {
@@ -960,6 +949,19 @@ fn explained(outcome: CaseOutcome, problems: &[String]) -> CaseOutcome {
 fn waiting_for(ready: &[Readiness]) -> String {
     let what: Vec<String> = ready.iter().map(Readiness::describe).collect();
     format!("waiting for {}", what.join(", "))
+}
+
+/// The case's fixture objects as they go into `jig`'s namespace and family:
+/// fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
+fn rendered(jig: &Jig, objects: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let facts = Facts {
+        vars: [("namespace".to_string(), jig.namespace.clone())].into(),
+        ..Default::default()
+    };
+    objects
+        .iter()
+        .map(|o| jig.manifest(&template::render_json(o, &facts)))
+        .collect()
 }
 
 /// The test's outcome from the case's: a sabotaged run passes exactly when
