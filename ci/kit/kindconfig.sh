@@ -11,36 +11,43 @@ host_cgroup_v1() {
 
 CGROUP_V1_NOTE="host is cgroup v1: kubelet gets failCgroupV1: false"
 
-# kind_config_cgroup_v1 <CONFIG >CONFIG: CONFIG with a kubeadmConfigPatches
-# entry that sets the kubelet's failCgroupV1 to false (kubelets >= v1.35
-# refuse cgroup v1 without it; older ones accept the field and ignore it).
-# kind applies it to the init configuration; joining nodes read the kubelet
-# configuration kubeadm uploaded. An existing top-level kubeadmConfigPatches
-# list is extended, at its own indentation; other lists are left alone.
-kind_config_cgroup_v1() {
-  awk '
-    function patch(indent) {
-      print indent "- |"
-      print indent "  kind: KubeletConfiguration"
-      print indent "  failCgroupV1: false"
+# kind_config_add_patch TEXT <CONFIG >CONFIG: CONFIG with TEXT as the last
+# entry of its top-level kubeadmConfigPatches block list (made when there is
+# none). Last, because kind merges the patches in order and a later patch's
+# list replaces an earlier one's (two ClusterConfiguration patches setting
+# controllerManager.extraArgs keep only the later's). Other lists are left
+# alone; every line of CONFIG stays, in order.
+kind_config_add_patch() {
+  awk -v text="$1" '
+    function patch(at,   n, lines, i) {
+      if (at == "") at = "  "
+      print at "- |"
+      n = split(text, lines, "\n")
+      for (i = 1; i <= n; i++) if (lines[i] != "") print at "  " lines[i]
       merged = 1
     }
-    pending && /^[[:space:]]*(#.*)?$/ { print; next }
-    pending {
-      match($0, /^[[:space:]]*/)
-      indent = substr($0, 1, RLENGTH)
-      if (substr($0, RLENGTH + 1, 1) != "-") { bad = 1; exit 1 }
-      patch(indent); pending = 0; print; next
-    }
-    /^kubeadmConfigPatches:[[:space:]]*(#.*)?$/ { print; pending = 1; next }
+    # The list ends at the next top-level key.
+    inlist && /^[^[:space:]#-]/ { patch(indent); inlist = 0 }
+    inlist && !seen && /^[[:space:]]*-/ { match($0, /^[[:space:]]*/); indent = substr($0, 1, RLENGTH); seen = 1 }
+    /^kubeadmConfigPatches:[[:space:]]*(#.*)?$/ { print; inlist = 1; next }
     /^kubeadmConfigPatches:/ { bad = 1; exit 1 }
     { print }
     END {
       if (bad) { print "kind config: cannot add to this kubeadmConfigPatches (write it as a block list)" > "/dev/stderr"; exit 1 }
-      if (pending) patch("  ")
+      if (inlist) patch(indent)
       else if (!merged) { print "kubeadmConfigPatches:"; patch("  ") }
     }
   '
+}
+
+# kind_config_cgroup_v1 <CONFIG >CONFIG: CONFIG with a kubeadmConfigPatches
+# entry that sets the kubelet's failCgroupV1 to false (kubelets >= v1.35
+# refuse cgroup v1 without it; older ones accept the field and ignore it).
+# kind applies it to the init configuration; joining nodes read the kubelet
+# configuration kubeadm uploaded.
+kind_config_cgroup_v1() {
+  kind_config_add_patch "kind: KubeletConfiguration
+failCgroupV1: false"
 }
 
 # kind_config_for_host CONFIG OUT: OUT is CONFIG as this host needs it; prints

@@ -49,7 +49,9 @@ pub enum Workload {
 pub struct BackendSpec {
     #[serde(default)]
     pub workload: Workload,
-    pub replicas: Option<u32>,
+    /// A number, or a share of the cluster's EndpointSlice size limit
+    /// (`"${maxEndpointsPerSlice:120%}"`, rendered when the case runs).
+    pub replicas: Option<crate::model::Count>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]

@@ -83,6 +83,9 @@ pub struct Capacity {
     /// read (a kubeadm cluster); `None` when it cannot, taken as the default
     /// (every controller on).
     pub controllers: Option<String>,
+    /// kube-controller-manager's `--max-endpoints-per-slice` (the default,
+    /// 100, where the flag is not set or its pod cannot be read).
+    pub max_endpoints_per_slice: u32,
     /// kube-apiserver's `--feature-gates`, where its pod can be read; a gate
     /// not named has its release's default.
     pub apiserver_gates: BTreeMap<String, bool>,
@@ -137,11 +140,14 @@ pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
         .any(|r| matches!(r, Readiness::DaemonSet(name) if name != CLIENT_NAME));
     if daemonset_backend {
         for r in &case.ready {
-            if let Readiness::EndpointSlices { ready, .. }
-            | Readiness::EndpointSliceAddresses { ready, .. }
-            | Readiness::Endpoints { ready, .. } = r
-            {
-                out.insert(Need::SchedulableNodes(*ready));
+            let ready = match r {
+                Readiness::EndpointSlices { ready, .. }
+                | Readiness::EndpointSliceAddresses { ready, .. } => ready.fixed(),
+                Readiness::Endpoints { ready, .. } => Some(*ready),
+                _ => None,
+            };
+            if let Some(ready) = ready {
+                out.insert(Need::SchedulableNodes(ready));
             }
         }
     }
@@ -324,7 +330,14 @@ mod tests {
         catalog
             .cases()
             .iter()
-            .map(|c| (c.name.clone(), needs(c, &fixtures.objects(c).unwrap())))
+            .map(|c| {
+                // As the runner counts them on a cluster at the default limit.
+                let objects = crate::template::sized(
+                    &fixtures.objects(c).unwrap(),
+                    crate::model::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+                );
+                (c.name.clone(), needs(c, &objects))
+            })
             .collect()
     }
 
@@ -337,6 +350,7 @@ mod tests {
             docker: true,
             may_switch_mode: false,
             controllers: None,
+            max_endpoints_per_slice: crate::model::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
             apiserver_gates: BTreeMap::new(),
         }
     }
@@ -415,6 +429,7 @@ mod tests {
             docker: true,
             may_switch_mode: true,
             controllers: None,
+            max_endpoints_per_slice: crate::model::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
             apiserver_gates: BTreeMap::new(),
         };
         for (case, needs) in &all {

@@ -12,10 +12,10 @@ use crate::template::{self, NodePick, Placeholder, PodFact};
 /// The value of every placeholder `templates` use, keyed as
 /// [`Placeholder::key`]; `namespace` is always there.
 pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, String>, String> {
-    let mut vars = BTreeMap::new();
-    vars.insert("namespace".to_string(), jig.namespace.clone());
+    let mut vars = known_vars(jig, templates);
     for placeholder in template::placeholders(templates) {
         let value = match &placeholder {
+            Placeholder::MaxEndpointsPerSlice(_) => continue,
             Placeholder::ClusterIp { namespace, service } => {
                 let ns = namespace.clone().unwrap_or_else(|| jig.namespace.clone());
                 jig.in_namespace(ns)
@@ -77,6 +77,15 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
         vars.insert(placeholder.key(), value);
     }
     Ok(vars)
+}
+
+/// The values of `templates`' placeholders the jig itself knows, with no
+/// call to the API: the namespace and shares of the cluster's EndpointSlice
+/// size limit. Fixtures are rendered with these before they are applied.
+pub fn known_vars(jig: &Jig, templates: &[String]) -> BTreeMap<String, String> {
+    let mut vars = template::slice_share_vars(jig.max_endpoints_per_slice, templates);
+    vars.insert("namespace".to_string(), jig.namespace.clone());
+    vars
 }
 
 /// The pods' IPs, comma-separated (a multi-valued placeholder).

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::model::SliceShare;
+
 /// A pod as seen when the probe ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodFact {
@@ -113,6 +115,10 @@ pub enum Placeholder {
     /// `${documentationIP:<n>}`: the n-th address of the run family's
     /// documentation range (192.0.2.n, 2001:db8::n in hex), which no pod has.
     DocumentationIp(u8),
+    /// `${maxEndpointsPerSlice:<percent>%}` (or `...%+<n>`): that share of
+    /// the cluster's EndpointSlice size limit, rounded up (a sharding case's
+    /// replicas).
+    MaxEndpointsPerSlice(SliceShare),
 }
 
 /// Which node a `${nodeIP:...}` means. Nodes are taken in name order.
@@ -216,6 +222,7 @@ impl Placeholder {
             "serviceCIDRIP" => Placeholder::ServiceCidrIp(arg.parse().unwrap_or(0)),
             // An unreadable index stays as written, as an unknown name does.
             "documentationIP" => Placeholder::DocumentationIp(arg.parse().ok()?),
+            "maxEndpointsPerSlice" => Placeholder::MaxEndpointsPerSlice(SliceShare::parse(arg)?),
             _ => return None,
         })
     }
@@ -243,6 +250,7 @@ impl Placeholder {
             Placeholder::LoadBalancerIp { service } => ("loadBalancerIP", service.clone()),
             Placeholder::ServiceCidrIp(n) => ("serviceCIDRIP", n.to_string()),
             Placeholder::DocumentationIp(n) => ("documentationIP", n.to_string()),
+            Placeholder::MaxEndpointsPerSlice(share) => ("maxEndpointsPerSlice", share.to_string()),
         };
         format!("{name}:{arg}")
     }
@@ -290,10 +298,19 @@ pub fn strings(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// `value` with every string rendered.
+/// `value` with every string rendered. A string that is one placeholder
+/// alone and renders to a whole number becomes that number
+/// (`replicas: "${maxEndpointsPerSlice:120%}"`), as the API wants it.
 pub fn render_json(value: &Value, facts: &Facts) -> Value {
     match value {
-        Value::String(s) => Value::String(facts.render(s)),
+        Value::String(s) => {
+            let rendered = facts.render(s);
+            let one_placeholder = s.starts_with("${") && s.find('}') == Some(s.len() - 1);
+            match rendered.parse::<u64>() {
+                Ok(n) if one_placeholder && rendered != *s => Value::from(n),
+                _ => Value::String(rendered),
+            }
+        }
         Value::Array(items) => Value::Array(items.iter().map(|v| render_json(v, facts)).collect()),
         Value::Object(map) => Value::Object(
             map.iter()
@@ -302,6 +319,32 @@ pub fn render_json(value: &Value, facts: &Facts) -> Value {
         ),
         other => other.clone(),
     }
+}
+
+/// The `${maxEndpointsPerSlice:N%}` of `templates` on a cluster whose
+/// EndpointSlices hold at most `max` endpoints.
+pub fn slice_share_vars(max: u32, templates: &[String]) -> BTreeMap<String, String> {
+    placeholders(templates)
+        .into_iter()
+        .filter_map(|placeholder| match placeholder {
+            Placeholder::MaxEndpointsPerSlice(share) => {
+                Some((placeholder.key(), share.of(max).to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `objects` with their shares of the EndpointSlice size limit `max`
+/// filled in (replicas), to count their pods before a namespace exists.
+pub fn sized(objects: &[Value], max: u32) -> Vec<Value> {
+    let mut templates = Vec::new();
+    objects.iter().for_each(|o| strings(o, &mut templates));
+    let facts = Facts {
+        vars: slice_share_vars(max, &templates),
+        ..Default::default()
+    };
+    objects.iter().map(|o| render_json(o, &facts)).collect()
 }
 
 #[cfg(test)]
@@ -402,5 +445,21 @@ mod tests {
             serde_json::json!({"spec": {"externalIPs": ["172.18.250.3"], "ports": [{"port": 80}]}})
         );
         assert!(placeholders(&["${frobnicate:x}".into()]).is_empty());
+    }
+
+    #[test]
+    fn slice_shares_render_as_numbers_where_they_stand_alone() {
+        let fixture = serde_json::json!({
+            "spec": {"replicas": "${maxEndpointsPerSlice:120%}"},
+            "metadata": {"annotations": {"a": "of ${maxEndpointsPerSlice:30%}"}}
+        });
+        // 20 per slice: 24 and 6; the default 100: 120.
+        let small = sized(std::slice::from_ref(&fixture), 20);
+        assert_eq!(small[0]["spec"]["replicas"], 24);
+        assert_eq!(small[0]["metadata"]["annotations"]["a"], "of 6");
+        assert_eq!(sized(&[fixture], 100)[0]["spec"]["replicas"], 120);
+        // 30% of 7 is 2.1: rounded up; then one more.
+        assert_eq!(SliceShare::parse("30%+1").map(|s| s.of(7)), Some(4));
+        assert!(placeholders(&["${maxEndpointsPerSlice:many}".into()]).is_empty());
     }
 }

@@ -169,6 +169,12 @@ pub async fn capacity(
         .iter()
         .find_map(|p| static_pod_flag(p, "kube-controller-manager", "controllers"))
         .map(|set| set.unwrap_or_else(|| "*".into()));
+    let max_endpoints_per_slice = pods
+        .iter()
+        .find_map(|p| static_pod_flag(p, "kube-controller-manager", "max-endpoints-per-slice"))
+        .flatten()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(crate::model::DEFAULT_MAX_ENDPOINTS_PER_SLICE);
     let apiserver_gates = pods
         .iter()
         .find_map(|p| static_pod_flag(p, "kube-apiserver", "feature-gates"))
@@ -209,6 +215,7 @@ pub async fn capacity(
         docker,
         may_switch_mode,
         controllers,
+        max_endpoints_per_slice,
         apiserver_gates,
     })
 }

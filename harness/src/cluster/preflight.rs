@@ -41,7 +41,8 @@ fn mode_unavailable_at(mode: ProxyMode, root: &Path) -> Option<String> {
             } else {
                 Some(format!(
                     "ipvs mode is unavailable: kernel {release} has no IP_VS \
-                     (no /sys/module/ip_vs, no /proc/net/ip_vs, no ip_vs module in /lib/modules/{release})"
+                     (no /sys/module/ip_vs, no /proc/net/ip_vs, no ip_vs module in /lib/modules/{release}); \
+                     ci/kit/ipvs runs the ipvs cases in a Debian VM whose kernel has it"
                 ))
             }
         }

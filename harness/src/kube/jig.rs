@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, WaitError};
-use crate::model::{FamilyRank, IpFamily, Readiness};
+use crate::model::{FamilyRank, IpFamily, Readiness, DEFAULT_MAX_ENDPOINTS_PER_SLICE};
 use crate::template::{PodFact, SliceFact};
 
 /// How long a LoadBalancer Service that nothing implements is watched to
@@ -51,6 +51,10 @@ pub struct Jig {
     /// The cluster is dual-stack: the case's Services are made single-stack
     /// in `family` ([`Jig::manifest`]).
     pub dual_stack: bool,
+    /// The cluster's EndpointSlice size limit (kube-controller-manager's
+    /// `--max-endpoints-per-slice`): what `${maxEndpointsPerSlice:N%}` and
+    /// a count written so are shares of.
+    pub max_endpoints_per_slice: u32,
 }
 
 /// The label the EndpointSlice controller (and kube-proxy) ties a slice to
@@ -82,6 +86,16 @@ impl Jig {
             namespace,
             family: IpFamily::Ipv4,
             dual_stack: false,
+            max_endpoints_per_slice: DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+        }
+    }
+
+    /// The same jig on a cluster whose EndpointSlices hold at most `max`
+    /// endpoints.
+    pub fn with_max_endpoints_per_slice(self, max: u32) -> Self {
+        Jig {
+            max_endpoints_per_slice: max,
+            ..self
         }
     }
 
@@ -101,7 +115,9 @@ impl Jig {
 
     /// The same jig in another namespace (its clients there too).
     pub fn in_namespace(&self, namespace: String) -> Self {
-        Jig::new(self.client.clone(), namespace).with_family(self.family, self.dual_stack)
+        Jig::new(self.client.clone(), namespace)
+            .with_family(self.family, self.dual_stack)
+            .with_max_endpoints_per_slice(self.max_endpoints_per_slice)
     }
 
     /// An object as the case applies it, in the jig's family (see
@@ -236,7 +252,7 @@ impl Jig {
                     slices_of(service),
                     format!("EndpointSlices of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoint_slices_ready(*ready, ports),
+                    wait::endpoint_slices_ready(ready.on(self.max_endpoints_per_slice), ports),
                 )
                 .await
             }
@@ -270,7 +286,10 @@ impl Jig {
                     pods,
                     format!("EndpointSlice addresses of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoint_slices_match_ready_pods(*ready, families),
+                    wait::endpoint_slices_match_ready_pods(
+                        ready.on(self.max_endpoints_per_slice),
+                        families,
+                    ),
                 )
                 .await
             }

@@ -310,7 +310,7 @@ pub enum Readiness {
     /// (when given) exactly these target ports.
     EndpointSlices {
         service: String,
-        ready: usize,
+        ready: Count,
         #[serde(default)]
         ports: Vec<u16>,
     },
@@ -326,7 +326,7 @@ pub enum Readiness {
     /// both, listing the same pods).
     EndpointSliceAddresses {
         service: String,
-        ready: usize,
+        ready: Count,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         families: Vec<FamilyRank>,
     },
@@ -419,6 +419,117 @@ impl Readiness {
             } => {
                 format!("{terminating} terminating endpoints of Service {service}")
             }
+        }
+    }
+}
+
+/// kube-controller-manager's `--max-endpoints-per-slice` when the flag is
+/// not set (or its pod cannot be read).
+pub const DEFAULT_MAX_ENDPOINTS_PER_SLICE: u32 = 100;
+
+/// A count that follows a cluster's EndpointSlice size limit: `120%` (of
+/// the limit, rounded up) or `120%+1` (one more: a stale slice's address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SliceShare {
+    pub percent: u32,
+    pub plus: u32,
+}
+
+impl SliceShare {
+    /// `120%` or `120%+1`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<SliceShare> {
+        let (percent, plus) = text.split_once('+').unwrap_or((text, "0"));
+        Some(SliceShare {
+            percent: percent.strip_suffix('%')?.parse().ok()?,
+            plus: plus.parse().ok()?,
+        })
+    }
+
+    /// The number on a cluster whose EndpointSlices hold at most `max`
+    /// endpoints.
+    pub fn of(self, max: u32) -> u32 {
+        (max * self.percent).div_ceil(100) + self.plus
+    }
+}
+
+impl std::fmt::Display for SliceShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.plus {
+            0 => write!(f, "{}%", self.percent),
+            plus => write!(f, "{}%+{plus}", self.percent),
+        }
+    }
+}
+
+/// A number of ready endpoints: as written (`ready: 3`), or a share of the
+/// cluster's EndpointSlice size limit (`ready: "${maxEndpointsPerSlice:120%}"`),
+/// so a case about sharding needs only a few pods more than one slice holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CountText", into = "CountText")]
+pub enum Count {
+    Fixed(usize),
+    SliceShare(SliceShare),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CountText {
+    Number(usize),
+    Text(String),
+}
+
+impl TryFrom<CountText> for Count {
+    type Error = String;
+    fn try_from(raw: CountText) -> Result<Count, String> {
+        match raw {
+            CountText::Number(n) => Ok(Count::Fixed(n)),
+            CountText::Text(t) => t
+                .strip_prefix("${maxEndpointsPerSlice:")
+                .and_then(|rest| rest.strip_suffix('}'))
+                .and_then(SliceShare::parse)
+                .map(Count::SliceShare)
+                .ok_or_else(|| {
+                    format!("{t:?} is not a count: a number or \"${{maxEndpointsPerSlice:<percent>%[+<n>]}}\"")
+                }),
+        }
+    }
+}
+
+impl From<Count> for CountText {
+    fn from(count: Count) -> CountText {
+        match count {
+            Count::Fixed(n) => CountText::Number(n),
+            Count::SliceShare(share) => {
+                CountText::Text(format!("${{maxEndpointsPerSlice:{share}}}"))
+            }
+        }
+    }
+}
+
+impl Count {
+    /// The number on a cluster whose EndpointSlices hold at most
+    /// `max_endpoints_per_slice` endpoints.
+    pub fn on(self, max_endpoints_per_slice: u32) -> usize {
+        match self {
+            Count::Fixed(n) => n,
+            Count::SliceShare(share) => share.of(max_endpoints_per_slice) as usize,
+        }
+    }
+
+    /// The number when it does not depend on the cluster.
+    pub fn fixed(self) -> Option<usize> {
+        match self {
+            Count::Fixed(n) => Some(n),
+            Count::SliceShare(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Fixed(n) => write!(f, "{n}"),
+            Count::SliceShare(share) => write!(f, "{share} of maxEndpointsPerSlice"),
         }
     }
 }
@@ -1373,5 +1484,39 @@ sabotage:
     fn rejects_unknown_fields() {
         let text = CASE.replace("suite: routing", "suite: routing\nsuites: typo");
         assert!(serde_saphyr::from_str::<Case>(&text).is_err());
+    }
+
+    #[test]
+    fn a_ready_count_is_a_number_or_a_share_of_the_slice_limit() {
+        let read = |count: &str| {
+            serde_saphyr::from_str::<Readiness>(&format!(
+                "endpointSlices: {{service: web, ready: {count}}}"
+            ))
+        };
+        let Readiness::EndpointSlices { ready, .. } = read("3").unwrap() else {
+            panic!("not endpointSlices")
+        };
+        assert_eq!((ready.on(20), ready.fixed()), (3, Some(3)));
+        let share = read("\"${maxEndpointsPerSlice:120%}\"").unwrap();
+        let Readiness::EndpointSlices { ready, .. } = &share else {
+            panic!("not endpointSlices")
+        };
+        assert_eq!(
+            (ready.on(20), ready.on(100), ready.fixed()),
+            (24, 120, None)
+        );
+        assert_eq!(
+            share.describe(),
+            "120% of maxEndpointsPerSlice ready endpoints of Service web"
+        );
+        let stale = read("\"${maxEndpointsPerSlice:120%+1}\"").unwrap();
+        let Readiness::EndpointSlices { ready, .. } = &stale else {
+            panic!("not endpointSlices")
+        };
+        assert_eq!((ready.on(20), ready.on(100)), (25, 121));
+        let err = read("\"${maxEndpointsPerSlice:lots}\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a count"), "{err}");
     }
 }

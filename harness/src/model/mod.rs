@@ -17,8 +17,9 @@ pub use audit::{
 };
 pub use case::{
     before_release, Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement,
-    ClientPods, FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe, Readiness,
-    RefusalSabotage, RefusedBefore, Sabotage, Step, CLIENT_NAME, REQUEST_TIMEOUT_MS,
+    ClientPods, Count, FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe,
+    Readiness, RefusalSabotage, RefusedBefore, Sabotage, SliceShare, Step, CLIENT_NAME,
+    DEFAULT_MAX_ENDPOINTS_PER_SLICE, REQUEST_TIMEOUT_MS,
 };
 pub use dataplane::{unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};
 pub use deadlines::{

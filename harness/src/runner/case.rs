@@ -31,6 +31,11 @@ use super::cluster_error_chain;
 /// A case's readiness deadline per pod it starts, where that exceeds the
 /// default (120 pods: 180 s).
 const SECONDS_PER_POD: f64 = 1.5;
+/// More pods than this, started by one run, slow every case beside it to a
+/// crawl on a 2-core host (measured: 120 pods made a concurrent DNS case
+/// take 105 s instead of 15 s), and two such runs overfill the nodes: such
+/// a run waits for the others and runs alone.
+const MANY_PODS: u64 = 50;
 
 /// Between two attempts of a case's checks.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -286,7 +291,9 @@ impl CaseRunner {
             .refused_before
             .as_ref()
             .filter(|r| r.refused_by(&self.cluster.info.kubernetes_version, gates));
-        let exclusive = case.runs_alone(variant) && refusal.is_none();
+        let pods = self.pods_started(case);
+        let crowded = crowded(pods);
+        let exclusive = (case.runs_alone(variant) || crowded) && refusal.is_none();
         if exclusive {
             self.prepare_shared(case).await;
         }
@@ -302,6 +309,8 @@ impl CaseRunner {
         if exclusive {
             evidence.push(if case.exclusive {
                 "ran alone: it changes what every case shares".into()
+            } else if crowded {
+                format!("ran alone: it starts {pods} pods (more than {MANY_PODS} slow every case beside them)")
             } else {
                 "ran alone: its sabotage breaks what every case shares".into()
             });
@@ -323,7 +332,9 @@ impl CaseRunner {
             Ok(ns) => {
                 let in_family = family.unwrap_or(IpFamily::Ipv4);
                 let dual_stack = self.cluster.info.families.len() > 1;
-                let jig = Jig::new(client.clone(), ns.clone()).with_family(in_family, dual_stack);
+                let jig = Jig::new(client.clone(), ns.clone())
+                    .with_family(in_family, dual_stack)
+                    .with_max_endpoints_per_slice(self.max_endpoints_per_slice());
                 let outcome = match refusal {
                     Some(r) => {
                         self.expect_refusal(&jig, case, r, variant, &mut evidence)
@@ -406,6 +417,7 @@ impl CaseRunner {
             .await;
         match capacity {
             Ok(capacity) => {
+                let objects = template::sized(&objects, capacity.max_endpoints_per_slice);
                 let needs = crate::needs::needs(case, &objects);
                 (
                     crate::needs::unmet(&needs, capacity),
@@ -417,6 +429,20 @@ impl CaseRunner {
                 None,
             ),
         }
+    }
+
+    /// The cluster's EndpointSlice size limit, as read with what the
+    /// cluster offers (the default where that could not be read).
+    fn max_endpoints_per_slice(&self) -> u32 {
+        match self.capacity.get() {
+            Some(Ok(capacity)) => capacity.max_endpoints_per_slice,
+            _ => crate::model::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+        }
+    }
+
+    /// The pods the case's fixtures start on this cluster.
+    fn pods_started(&self, case: &Case) -> u64 {
+        pods_started(case, &self.fixtures, self.max_endpoints_per_slice())
     }
 
     /// The run of a case on an API server that refuses one of its objects
@@ -954,14 +980,32 @@ fn waiting_for(ready: &[Readiness]) -> String {
 /// The case's fixture objects as they go into `jig`'s namespace and family:
 /// fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
 fn rendered(jig: &Jig, objects: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut templates = Vec::new();
+    objects
+        .iter()
+        .for_each(|o| template::strings(o, &mut templates));
     let facts = Facts {
-        vars: [("namespace".to_string(), jig.namespace.clone())].into(),
+        vars: crate::resolve::known_vars(jig, &templates),
         ..Default::default()
     };
     objects
         .iter()
         .map(|o| jig.manifest(&template::render_json(o, &facts)))
         .collect()
+}
+
+/// The pods `case`'s fixtures start on a cluster whose EndpointSlices hold
+/// at most `max_endpoints_per_slice` endpoints (replicas may be shares of
+/// it); 0 when they do not load (the run then errors with the reason).
+pub(crate) fn pods_started(case: &Case, fixtures: &Fixtures, max_endpoints_per_slice: u32) -> u64 {
+    fixtures.objects(case).map_or(0, |objects| {
+        crate::needs::pods_of(&template::sized(&objects, max_endpoints_per_slice), false)
+    })
+}
+
+/// Whether a run starting `pods` pods runs alone (see [`MANY_PODS`]).
+pub(crate) fn crowded(pods: u64) -> bool {
+    pods > MANY_PODS
 }
 
 /// The test's outcome from the case's: a sabotaged run passes exactly when

@@ -22,7 +22,9 @@ pub use case::{CaseRunner, PhaseSink};
 use crate::cluster::{self, metallb::MetallbSource};
 use crate::fixture::{Fixtures, PROBE_IMAGE};
 use crate::kube::namespace;
-use crate::model::{Case, CaseKey, CaseResult, Event, IpFamily, ProxyMode, Variant};
+use crate::model::{
+    Case, CaseKey, CaseResult, Event, IpFamily, ProxyMode, Variant, DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+};
 
 /// How often reporters hear [`Event::Tick`] while cases run.
 const TICK: Duration = Duration::from_secs(5);
@@ -89,7 +91,11 @@ pub fn start_order<'a>(
                 .images([case])
                 .map_or(0, |all| all.iter().filter(|i| **i != probe).count());
             let cost = case.expected_seconds() + IMAGE_SECONDS * images as f64;
-            (case.runs_alone(variant), cost, (case, variant))
+            // Many pods run alone too, on a cluster at the default
+            // EndpointSlice size (the cluster's own is read when it runs).
+            let pods = case::pods_started(case, fixtures, DEFAULT_MAX_ENDPOINTS_PER_SLICE);
+            let alone = case.runs_alone(variant) || case::crowded(pods);
+            (alone, cost, (case, variant))
         })
         .collect();
     keyed.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
