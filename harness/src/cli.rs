@@ -760,13 +760,11 @@ async fn prepare(cases: Option<&Path>, args: &RunArgs, plugin: bool) -> Result<P
             eprintln!("svcconf: warning: {warning}");
         }
         let kind = Kind::locate(kit.as_ref())?;
-        let node_image = match (&args.node_image, &kit, &target.kubernetes_version) {
-            (Some(image), _, _) => Some(image.clone()),
-            (None, Some(kit), version) => Some(kit.node_image_for(version.as_deref())?),
-            // kind publishes a node image per Kubernetes release.
-            (None, None, Some(version)) => Some(format!("kindest/node:{version}")),
-            (None, None, None) => None,
-        };
+        let node_image = cluster::node_image(
+            kit.as_ref(),
+            args.node_image.as_deref(),
+            target.kubernetes_version.as_deref(),
+        )?;
         let fixtures = Fixtures::new(project.clone(), image_map(target, kit.as_ref(), true)?);
         // Every case runs the probe image: loaded with the cluster. Others
         // (WordPress, MySQL) are loaded by the first case that runs them.

@@ -61,11 +61,12 @@ pub async fn kind_provider(
     if docker_has_image(docker, &probe).await {
         preload.push(probe);
     }
-    let node_image = node_image(
+    let node_image = cluster::node_image(
         kit,
         env_value("SVCCONF_NODE_IMAGE").as_deref(),
         env_value("SVCCONF_KUBERNETES_VERSION").as_deref(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Provider::Kind {
         kind,
         node_image,
@@ -91,67 +92,9 @@ fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The node image `kind_provider` creates clusters with: `explicit` (an
-/// image) wins; else the kit's image of `version` (its default when `None`);
-/// with no kit, kind's own default, unless a version was asked for.
-fn node_image(
-    kit: Option<&Kit>,
-    explicit: Option<&str>,
-    version: Option<&str>,
-) -> Result<Option<String>, String> {
-    if let Some(image) = explicit {
-        return Ok(Some(image.to_string()));
-    }
-    match (kit, version) {
-        (Some(kit), version) => kit
-            .node_image_for(version)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        (None, None) => Ok(None),
-        (None, Some(v)) => Err(format!(
-            "SVCCONF_KUBERNETES_VERSION={v} needs the offline kit's node image; run: \
-             SVCCONF_KUBERNETES_VERSION={v} ci/kit/kit build (or set SVCCONF_NODE_IMAGE)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_node_image_follows_the_kubernetes_version() {
-        let kit: Kit = serde_json::from_str(
-            r#"{"kubernetesVersion":"v1.37.2","nodeImage":"n37","kind":"/k",
-                "nodeImages":{"v1.34.4":"n34","v1.37.2":"n37"}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            node_image(Some(&kit), None, None).unwrap().as_deref(),
-            Some("n37")
-        );
-        assert_eq!(
-            node_image(Some(&kit), None, Some("v1.34.4"))
-                .unwrap()
-                .as_deref(),
-            Some("n34")
-        );
-        // An explicit image wins over the version.
-        assert_eq!(
-            node_image(Some(&kit), Some("mine:1"), Some("v1.36.3"))
-                .unwrap()
-                .as_deref(),
-            Some("mine:1")
-        );
-        assert_eq!(
-            node_image(Some(&kit), None, Some("v1.36.3")).unwrap_err(),
-            "kind node image for v1.36.3 is not built; run: SVCCONF_KUBERNETES_VERSION=v1.36.3 ci/kit/kit build"
-        );
-        assert_eq!(node_image(None, None, None).unwrap(), None);
-        assert!(node_image(None, None, Some("v1.36.3"))
-            .unwrap_err()
-            .contains("ci/kit/kit build"));
-    }
 
     #[test]
     fn the_catalog_loads_with_unique_names() {

@@ -151,6 +151,28 @@ impl Kit {
     }
 }
 
+/// The node image kind clusters are made with (the CLI, the tests and the
+/// bench alike): `explicit` wins; else the kit's image of `version` (its
+/// default when `None`); with no kit, the image kind publishes for
+/// `version` (`kindest/node:<version>`, from a registry), or kind's own
+/// default when no version was asked for.
+pub fn node_image(
+    kit: Option<&Kit>,
+    explicit: Option<&str>,
+    version: Option<&str>,
+) -> Result<Option<String>, KitError> {
+    match (explicit, kit, version) {
+        (Some(image), _, _) => Ok(Some(image.to_string())),
+        (None, Some(kit), version) => kit.node_image_for(version).map(Some),
+        (None, None, Some(version)) => {
+            let v = normalize_kubernetes_version(version)
+                .ok_or_else(|| KitError::VersionSyntax(version.to_string()))?;
+            Ok(Some(format!("kindest/node:{v}")))
+        }
+        (None, None, None) => Ok(None),
+    }
+}
+
 fn version_key(v: &str) -> Vec<u64> {
     v.trim_start_matches('v')
         .split(|c: char| !c.is_ascii_digit())
@@ -161,6 +183,45 @@ fn version_key(v: &str) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_image_follows_the_kubernetes_version() {
+        let kit: Kit = serde_json::from_str(
+            r#"{"kubernetesVersion":"v1.37.2","nodeImage":"n37","kind":"/k",
+                "nodeImages":{"v1.34.4":"n34","v1.37.2":"n37"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            node_image(Some(&kit), None, None).unwrap().as_deref(),
+            Some("n37")
+        );
+        assert_eq!(
+            node_image(Some(&kit), None, Some("v1.34.4"))
+                .unwrap()
+                .as_deref(),
+            Some("n34")
+        );
+        // An explicit image wins over the version.
+        assert_eq!(
+            node_image(Some(&kit), Some("mine:1"), Some("v1.36.3"))
+                .unwrap()
+                .as_deref(),
+            Some("mine:1")
+        );
+        assert_eq!(
+            node_image(Some(&kit), None, Some("v1.36.3"))
+                .unwrap_err()
+                .to_string(),
+            "kind node image for v1.36.3 is not built; run: SVCCONF_KUBERNETES_VERSION=v1.36.3 ci/kit/kit build"
+        );
+        assert_eq!(node_image(None, None, None).unwrap(), None);
+        // No kit: the image kind publishes for the release (1.36.3 read as v1.36.3).
+        assert_eq!(
+            node_image(None, None, Some("1.36.3")).unwrap().as_deref(),
+            Some("kindest/node:v1.36.3")
+        );
+        assert!(node_image(None, None, Some("latest")).is_err());
+    }
 
     #[test]
     fn reads_the_kit_contract() {

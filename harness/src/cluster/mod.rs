@@ -28,7 +28,7 @@ pub use kind::{
     docker_has_image, kind_config_for_host, kind_network_subnets, proxy_rules, Kind, KindCluster,
     KindError,
 };
-pub use kit::{normalize_kubernetes_version, Kit, KitError, KitImages, KitManifests};
+pub use kit::{node_image, normalize_kubernetes_version, Kit, KitError, KitImages, KitManifests};
 pub use kubeconfig::{connect, error_chain, KubeconfigError, KubeconfigSource};
 pub use preflight::{
     docker_available, host_cgroup_v1, kind_host_warnings, mode_unavailable, PreflightError,
