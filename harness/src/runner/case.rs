@@ -608,9 +608,17 @@ impl CaseRunner {
             let acted = Instant::now();
             let within = crate::model::scaled(Duration::from_secs(step.within_seconds));
             let waits = step.settle.iter().map(|r| self.wait_one(jig, r, within));
-            if let Some(Err(e)) = join_all(waits).await.into_iter().find(Result::is_err) {
+            // Every wait that did not hold is named, not only the first:
+            // one change can break several (a Service downgraded to one
+            // family loses its second ClusterIP and its second slice).
+            let missed: Vec<String> = join_all(waits)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+            if !missed.is_empty() {
                 return CaseOutcome::Failed {
-                    message: format!("step {}: {e}", step.name),
+                    message: format!("step {}: {}", step.name, missed.join("; ")),
                 };
             }
             let settled = acted.elapsed();
