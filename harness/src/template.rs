@@ -338,10 +338,19 @@ pub fn slice_share_vars(max: u32, templates: &[String]) -> BTreeMap<String, Stri
 /// `objects` with their shares of the EndpointSlice size limit `max`
 /// filled in (replicas), to count their pods before a namespace exists.
 pub fn sized(objects: &[Value], max: u32) -> Vec<Value> {
+    render_objects(objects, |templates| slice_share_vars(max, templates))
+}
+
+/// `objects` rendered with the values `vars` gives for the placeholders of
+/// their strings.
+pub fn render_objects(
+    objects: &[Value],
+    vars: impl FnOnce(&[String]) -> BTreeMap<String, String>,
+) -> Vec<Value> {
     let mut templates = Vec::new();
     objects.iter().for_each(|o| strings(o, &mut templates));
     let facts = Facts {
-        vars: slice_share_vars(max, &templates),
+        vars: vars(&templates),
         ..Default::default()
     };
     objects.iter().map(|o| render_json(o, &facts)).collect()

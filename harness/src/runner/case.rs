@@ -24,7 +24,7 @@ use crate::model::{
     Readiness, RefusedBefore, Variant,
 };
 use crate::steps;
-use crate::template::{self, Facts};
+use crate::template;
 
 use super::cluster_error_chain;
 
@@ -988,18 +988,12 @@ fn waiting_for(ready: &[Readiness]) -> String {
 /// The case's fixture objects as they go into `jig`'s namespace and family:
 /// fixtures may name their namespace (`mysql.${namespace}.svc.cluster.local.`).
 fn rendered(jig: &Jig, objects: &[serde_json::Value]) -> Vec<serde_json::Value> {
-    let mut templates = Vec::new();
-    objects
-        .iter()
-        .for_each(|o| template::strings(o, &mut templates));
-    let facts = Facts {
-        vars: crate::resolve::known_vars(jig, &templates),
-        ..Default::default()
-    };
-    objects
-        .iter()
-        .map(|o| jig.manifest(&template::render_json(o, &facts)))
-        .collect()
+    template::render_objects(objects, |templates| {
+        crate::resolve::known_vars(jig, templates)
+    })
+    .iter()
+    .map(|o| jig.manifest(o))
+    .collect()
 }
 
 /// The pods `case`'s fixtures start on a cluster whose EndpointSlices hold
