@@ -372,6 +372,7 @@ pub async fn wait_cluster_ready(
         wait::deployment_available("coredns"),
     )
     .await
+    .map(drop)
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ pub async fn rolled_out(client: &Client, deadline: Duration) -> Result<(), Strin
         wait::daemonset_ready(KUBE_PROXY),
     )
     .await
+    .map(drop)
     .map_err(|e| e.to_string())
 }
 

@@ -162,6 +162,7 @@ async fn daemonset_back(client: &Client, ns: &str, name: &str, what: &str) -> Re
         wait::ready_pods(usize::try_from(desired).unwrap_or(0)),
     )
     .await
+    .map(drop)
     .map_err(|e| e.to_string())
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Service};
+use k8s_openapi::api::networking::v1::IPAddress;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
@@ -218,8 +219,13 @@ impl Jig {
         clients.ready_pods(CLIENT_SELECTOR).await
     }
 
-    /// Waits for one declared readiness, up to `deadline`.
-    pub async fn wait(&self, readiness: &Readiness, deadline: Duration) -> Result<(), WaitError> {
+    /// Waits for one declared readiness, up to `deadline`; `Ok` says the
+    /// state that held (evidence).
+    pub async fn wait(
+        &self,
+        readiness: &Readiness,
+        deadline: Duration,
+    ) -> Result<String, WaitError> {
         let ns = &self.namespace;
         match readiness {
             Readiness::Deployment(name) => {
@@ -327,9 +333,12 @@ impl Jig {
                 // same time; a few seconds more show it leaves `service` alone.
                 let what = format!("Service {service} in ns {ns}");
                 match self.wait_ingress(service, PENDING_WINDOW).await {
-                    Err(WaitError::Deadline { .. }) => Ok(()),
+                    Err(WaitError::Deadline { .. }) => Ok(format!(
+                        "{what}: no EXTERNAL-IP {}s after {witness} got one",
+                        PENDING_WINDOW.as_secs()
+                    )),
                     Err(other) => Err(other),
-                    Ok(()) => Err(WaitError::Unexpected {
+                    Ok(_) => Err(WaitError::Unexpected {
                         what,
                         status: format!(
                             "got an EXTERNAL-IP ({}), expected it to stay Pending: no \
@@ -347,6 +356,22 @@ impl Jig {
                     format!("Service {service} in ns {ns}"),
                     deadline,
                     wait::service_ip_families(service, want),
+                )
+                .await
+            }
+            Readiness::IpAddresses(service) => {
+                wait::until_both(
+                    (
+                        Api::<Service>::namespaced(self.client.clone(), ns),
+                        named(service),
+                    ),
+                    (
+                        Api::<IPAddress>::all(self.client.clone()),
+                        watcher::Config::default(),
+                    ),
+                    format!("IPAddress objects of Service {service} in ns {ns}"),
+                    deadline,
+                    wait::service_ip_addresses(ns, service),
                 )
                 .await
             }
@@ -424,7 +449,7 @@ impl Jig {
             })
     }
 
-    async fn wait_ingress(&self, service: &str, deadline: Duration) -> Result<(), WaitError> {
+    async fn wait_ingress(&self, service: &str, deadline: Duration) -> Result<String, WaitError> {
         wait::until(
             Api::<Service>::namespaced(self.client.clone(), &self.namespace),
             Some(&format!("metadata.name={service}")),
@@ -470,8 +495,8 @@ impl Jig {
     async fn with_service_events(
         &self,
         service: &str,
-        waited: Result<(), WaitError>,
-    ) -> Result<(), WaitError> {
+        waited: Result<String, WaitError>,
+    ) -> Result<String, WaitError> {
         let Err(WaitError::Deadline {
             what,
             status,

@@ -148,6 +148,7 @@ pub async fn wait_ready(client: &Client, name: &str, deadline: Duration) -> Resu
         },
     )
     .await
+    .map(drop)
 }
 
 /// The CIDR of the ServiceCIDR made for `namespace`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::networking::v1::IPAddress;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -53,14 +54,15 @@ pub enum WaitError {
 }
 
 /// Watches `api` (optionally narrowed by a field selector) until `predicate`
-/// says done over the current set of objects, or `deadline` passes.
+/// says done over the current set of objects, or `deadline` passes; `Ok`
+/// carries the state that held, in the predicate's words (evidence).
 pub async fn until<K>(
     api: Api<K>,
     fields: Option<&str>,
     what: String,
     deadline: Duration,
     predicate: impl Fn(&[&K]) -> Progress,
-) -> Result<(), WaitError>
+) -> Result<String, WaitError>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -78,7 +80,7 @@ pub async fn until_config<K>(
     what: String,
     deadline: Duration,
     predicate: impl Fn(&[&K]) -> Progress,
-) -> Result<(), WaitError>
+) -> Result<String, WaitError>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -123,7 +125,7 @@ where
     match tokio::time::timeout(deadline, watch).await {
         Ok(()) => {
             tracing::debug!(%what, seconds = started.elapsed().as_secs_f64(), "wait done");
-            Ok(())
+            Ok(status)
         }
         Err(_) => Err(WaitError::Deadline {
             what,
@@ -323,7 +325,7 @@ pub async fn until_both<A, B>(
     what: String,
     deadline: Duration,
     predicate: impl Fn(&[&A], &[&B]) -> Progress,
-) -> Result<(), WaitError>
+) -> Result<String, WaitError>
 where
     A: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     B: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
@@ -360,7 +362,7 @@ where
         }
     };
     match tokio::time::timeout(deadline, watch).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(status),
         Err(_) => Err(WaitError::Deadline {
             what,
             status,
@@ -622,6 +624,82 @@ pub fn service_without_cluster_ip(name: &str) -> impl Fn(&[&Service]) -> Progres
     }
 }
 
+/// The Service `name` of `namespace` has an IPAddress object for each of
+/// its ClusterIPs, naming it as parent, and no other IPAddress names it.
+pub fn service_ip_addresses<'a>(
+    namespace: &'a str,
+    name: &'a str,
+) -> impl Fn(&[&Service], &[&IPAddress]) -> Progress + 'a {
+    move |services, addresses| {
+        let Some(svc) = services.iter().find(|s| s.name_any() == name) else {
+            return Progress::new(false, "Service not found");
+        };
+        let ips: Vec<String> = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ips.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .collect();
+        if ips.is_empty() {
+            return Progress::new(false, "no ClusterIP, so no IPAddress to hold");
+        }
+        // Object names are the canonical form of the address; compare parsed.
+        let same =
+            |a: &str, b: &str| match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>())
+            {
+                (Ok(a), Ok(b)) => a == b,
+                _ => a == b,
+            };
+        let parent = |a: &IPAddress| {
+            a.spec.as_ref().map(|s| {
+                let p = &s.parent_ref;
+                let group = p.group.as_deref().filter(|g| !g.is_empty());
+                let resource = group.map_or(p.resource.clone(), |g| format!("{}.{g}", p.resource));
+                format!(
+                    "{resource}/{}/{}",
+                    p.namespace.as_deref().unwrap_or(""),
+                    p.name
+                )
+            })
+        };
+        let ours = format!("services/{namespace}/{name}");
+        let mut problems = Vec::new();
+        for ip in &ips {
+            match addresses.iter().find(|a| same(&a.name_any(), ip)) {
+                None => problems.push(format!("no IPAddress {ip}")),
+                Some(a) => match parent(a) {
+                    Some(p) if p == ours => {}
+                    p => problems.push(format!(
+                        "IPAddress {ip} names parent {}",
+                        p.unwrap_or_else(|| "none".into())
+                    )),
+                },
+            }
+        }
+        for a in addresses {
+            if parent(a).as_deref() == Some(ours.as_str())
+                && !ips.iter().any(|ip| same(&a.name_any(), ip))
+            {
+                problems.push(format!(
+                    "IPAddress {} names it but is not one of its ClusterIPs",
+                    a.name_any()
+                ));
+            }
+        }
+        let status = format!("ClusterIPs [{}]", ips.join(", "));
+        if problems.is_empty() {
+            Progress::new(
+                true,
+                format!("{status}, each an IPAddress with parent {ours}"),
+            )
+        } else {
+            Progress::new(false, format!("{status}; {}", problems.join("; ")))
+        }
+    }
+}
+
 /// The ingress IPs (or host names) in a Service's load-balancer status.
 pub fn ingress_addresses(svc: &Service) -> Vec<String> {
     svc.status
@@ -808,6 +886,44 @@ mod tests {
         let headless = svc("RequireDualStack", &["IPv6", "IPv4"], &["None"]);
         assert!(service_ip_families("require", vec![v6, v4])(&[&headless]).done);
         assert!(!service_ip_families("require", vec![v6])(&[&headless]).done);
+    }
+
+    #[test]
+    fn ip_addresses_name_the_service_as_parent() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"clusterIPs": ["203.0.113.187", "2001:db8:5ec::3"]},
+        }))
+        .unwrap();
+        let addr = |name: &str, ns: &str, parent: &str| -> IPAddress {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"parentRef": {"group": "", "resource": "services", "namespace": ns, "name": parent}},
+            }))
+            .unwrap()
+        };
+        let v4 = addr("203.0.113.187", "ns", "web");
+        let v6 = addr("2001:db8:5ec::3", "ns", "web");
+        assert!(service_ip_addresses("ns", "web")(&[&svc], &[&v4, &v6]).done);
+        assert_eq!(
+            service_ip_addresses("ns", "web")(&[&svc], &[&v4]),
+            Progress::new(
+                false,
+                "ClusterIPs [203.0.113.187, 2001:db8:5ec::3]; no IPAddress 2001:db8:5ec::3"
+            )
+        );
+        let other = addr("2001:db8:5ec::3", "other", "web");
+        let stray = addr("10.96.0.7", "ns", "web");
+        assert_eq!(
+            service_ip_addresses("ns", "web")(&[&svc], &[&v4, &other, &stray]).status,
+            "ClusterIPs [203.0.113.187, 2001:db8:5ec::3]; IPAddress 2001:db8:5ec::3 names parent \
+             services/other/web; IPAddress 10.96.0.7 names it but is not one of its ClusterIPs"
+        );
+        let headless: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"}, "spec": {"clusterIPs": ["None"]},
+        }))
+        .unwrap();
+        assert!(!service_ip_addresses("ns", "web")(&[&headless], &[&v4]).done);
     }
 
     #[test]

@@ -359,6 +359,11 @@ pub enum Readiness {
         service: String,
         families: Vec<FamilyRank>,
     },
+    /// Each ClusterIP of the Service has its IPAddress object
+    /// (networking.k8s.io/v1, named by the address; GA in v1.33) naming this
+    /// Service as its parent, and no other IPAddress names it: the
+    /// allocator's record of which Service holds which address.
+    IpAddresses(String),
     /// Exactly `ready` pods matching `selector` are Ready (one was made
     /// unready by a step).
     ReadyPods { selector: String, ready: usize },
@@ -411,6 +416,9 @@ impl Readiness {
                 "Service {service} with ClusterIPs of the {} families",
                 FamilyRank::names(families)
             ),
+            Readiness::IpAddresses(service) => {
+                format!("IPAddress objects of Service {service}'s ClusterIPs")
+            }
             Readiness::ReadyPods { selector, ready } => format!("{ready} Ready pods {selector}"),
             Readiness::ProxyMode { mode } => format!("kube-proxy switched ({mode:?} mode)"),
             Readiness::TerminatingEndpoints {

@@ -611,11 +611,17 @@ impl CaseRunner {
             // Every wait that did not hold is named, not only the first:
             // one change can break several (a Service downgraded to one
             // family loses its second ClusterIP and its second slice).
-            let missed: Vec<String> = join_all(waits)
-                .await
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
+            let mut missed = Vec::new();
+            for (ready, waited) in step.settle.iter().zip(join_all(waits).await) {
+                match waited {
+                    Ok(state) => evidence.push(format!(
+                        "step {}: {} held: {state}",
+                        step.name,
+                        ready.describe()
+                    )),
+                    Err(message) => missed.push(message),
+                }
+            }
             if !missed.is_empty() {
                 return CaseOutcome::Failed {
                     message: format!("step {}: {}", step.name, missed.join("; ")),
@@ -932,7 +938,7 @@ impl CaseRunner {
         jig: &Jig,
         ready: &Readiness,
         deadline: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
         let Readiness::ProxyMode { mode } = ready else {
             return jig
                 .wait(ready, deadline)
@@ -949,7 +955,7 @@ impl CaseRunner {
             let state =
                 cluster::proxy_mode::switched(&jig.client, rules, want, &jig.namespace).await;
             match state {
-                Ok(_) => return Ok(()),
+                Ok(state) => return Ok(state),
                 Err(status) if started.elapsed() >= deadline => {
                     return Err(format!(
                         "kube-proxy not switched to {want} after {}s: {status}",
