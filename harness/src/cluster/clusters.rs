@@ -177,7 +177,13 @@ impl Clusters {
                     progress(format!("loading {} into {name}", preload.join(", ")));
                     kind.load_images(&name, preload).await?;
                 }
-                let nodes = kind_config_nodes(&config_text);
+                // A reused cluster has the nodes it was made with, which
+                // need not be this config's (the ipvs lane's two-node one).
+                let nodes = if kc.created {
+                    kind_config_nodes(&config_text)
+                } else {
+                    kind.nodes(&name).await?.len().max(1)
+                };
                 progress(format!(
                     "waiting for {nodes} nodes Ready, kube-proxy and CoreDNS in {name}"
                 ));

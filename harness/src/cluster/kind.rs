@@ -170,6 +170,22 @@ impl Kind {
             .collect())
     }
 
+    /// Names of the node containers of the cluster `name`.
+    pub async fn nodes(&self, name: &str) -> Result<Vec<String>, KindError> {
+        let out = command::run(
+            &self.bin,
+            &["get", "nodes", "--name", name],
+            scaled(SHORT_DEADLINE),
+        )
+        .await?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
     /// Reuses the cluster `name` if it exists, else creates it from `config`
     /// with `node_image` (kind's default image when `None`).
     pub async fn ensure(
