@@ -881,6 +881,29 @@ pub struct Sabotage {
     /// and not kube-proxy's lag.
     #[serde(default)]
     pub settle: Vec<Readiness>,
+    /// Another patch in a mode where this one cannot make the case fail
+    /// (ipvs: persistence outlives a 2 s affinity timeout within the case,
+    /// so a 3-hour one looks the same).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_mode: BTreeMap<ProxyMode, ModeSabotage>,
+}
+
+/// A sabotage's description and patch in one mode ([`Sabotage::by_mode`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModeSabotage {
+    pub description: String,
+    pub patch: ObjectPatch,
+}
+
+impl Sabotage {
+    /// The description and patch of the sabotage in `mode`.
+    pub fn in_mode(&self, mode: ProxyMode) -> (&str, Option<&ObjectPatch>) {
+        match self.by_mode.get(&mode) {
+            Some(m) => (&m.description, Some(&m.patch)),
+            None => (&self.description, self.patch.as_ref()),
+        }
+    }
 }
 
 /// A JSON merge patch on one object of the case's namespace (or, for a
@@ -1134,6 +1157,7 @@ impl Case {
             .sabotage
             .patch
             .iter()
+            .chain(self.sabotage.by_mode.values().map(|m| &m.patch))
             .chain(self.sabotage.actions.iter().filter_map(|a| match a {
                 Action::Patch(p) => Some(p),
                 _ => None,
@@ -1318,6 +1342,41 @@ sabotage:
 
     fn case() -> Case {
         serde_saphyr::from_str(CASE).unwrap()
+    }
+
+    #[test]
+    fn a_sabotage_may_patch_otherwise_in_one_mode() {
+        let mut c = case();
+        assert_eq!(
+            c.sabotage.in_mode(ProxyMode::Ipvs).0,
+            "selector matches nothing"
+        );
+        c.sabotage = serde_saphyr::from_str(
+            "description: selector matches nothing\n\
+             patch: {apiVersion: v1, kind: Service, name: web, merge: {spec: {selector: {app: nothing}}}}\n\
+             byMode:\n  ipvs:\n    description: port 81\n    \
+             patch: {apiVersion: v1, kind: Service, name: web, merge: {spec: {ports: [{port: 81}]}}}\n",
+        )
+        .unwrap();
+        let (description, patch) = c.sabotage.in_mode(ProxyMode::Ipvs);
+        assert_eq!(description, "port 81");
+        assert_eq!(patch.unwrap().merge["spec"]["ports"][0]["port"], 81);
+        let (description, patch) = c.sabotage.in_mode(ProxyMode::Nftables);
+        assert_eq!(description, "selector matches nothing");
+        assert_eq!(patch.unwrap().merge["spec"]["selector"]["app"], "nothing");
+        c.validate().unwrap();
+        // A patch outside the case's namespace needs its restore, here too.
+        c.sabotage
+            .by_mode
+            .get_mut(&ProxyMode::Ipvs)
+            .unwrap()
+            .patch
+            .namespace = Some("kube-system".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("has no restore"));
     }
 
     #[test]

@@ -367,7 +367,9 @@ impl CaseRunner {
                 (outcome, Some(ns))
             }
         };
-        let sabotage = refusal.map_or(&case.sabotage.description, |r| &r.sabotage.description);
+        let sabotage = refusal.map_or(case.sabotage.in_mode(self.cluster.info.mode).0, |r| {
+            &r.sabotage.description
+        });
         let outcome = variant_outcome(variant, outcome, sabotage, &mut evidence);
         CaseResult {
             key,
@@ -691,11 +693,12 @@ impl CaseRunner {
                 other => return Err(other),
             }
         }
-        evidence.push(format!("sabotage: {}", case.sabotage.description));
-        phase(format!("sabotage: {}", case.sabotage.description));
-        let patch = case.sabotage.patch.clone().map(Action::Patch);
-        let images = self.fixtures.image_map();
         let mode = self.cluster.info.mode;
+        let (description, patch) = case.sabotage.in_mode(mode);
+        evidence.push(format!("sabotage: {description}"));
+        phase(format!("sabotage: {description}"));
+        let patch = patch.cloned().map(Action::Patch);
+        let images = self.fixtures.image_map();
         for action in patch.iter().chain(&case.sabotage.actions) {
             match steps::perform(jig, &self.applier, images, mode, action, defer).await {
                 Ok(done) => evidence.push(format!("sabotage: {done}")),
