@@ -9,7 +9,9 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::model::{Action, Assertion, Case, ClientPlacement, ClientPods, Readiness, CLIENT_NAME};
+use crate::model::{
+    Action, Assertion, Case, ClientPlacement, ClientPods, ClusterSize, Readiness, CLIENT_NAME,
+};
 use crate::template::{self, NodePick, Placeholder};
 
 /// One thing a case needs from the cluster.
@@ -17,7 +19,7 @@ use crate::template::{self, NodePick, Placeholder};
 pub enum Need {
     /// Nodes at all (`${nodeIP:1}` picks the second, in name order).
     Nodes(usize),
-    /// Nodes pods can land on (a client on a node without the backends).
+    /// Nodes pods can land on (one DaemonSet backend on each).
     SchedulableNodes(usize),
     /// Schedulable nodes spread over this many `topology.kubernetes.io/zone`s.
     Zones(usize),
@@ -92,6 +94,14 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// What counts written relative to the cluster are counted on.
+    pub fn size(&self) -> ClusterSize {
+        ClusterSize {
+            max_endpoints_per_slice: self.max_endpoints_per_slice,
+            nodes: self.nodes.len(),
+        }
+    }
+
     /// Whether the Endpoints controller runs: kube-controller-manager's
     /// flag names it, or turns on every default controller (`*`) without
     /// turning it off (`-endpoints-controller`).
@@ -115,8 +125,12 @@ pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
         .collect();
     for check in &checks {
         match &check.from {
+            // A node for the backends and one for the client: the client
+            // DaemonSet tolerates every taint, so a tainted control plane
+            // can be the second. Whether the backends leave a node free is
+            // seen once they run (the check's placement says so).
             ClientPlacement::OtherNodeThan(_) => {
-                out.insert(Need::SchedulableNodes(2));
+                out.insert(Need::Nodes(2));
             }
             ClientPlacement::ExternalContainer => {
                 out.insert(Need::Docker("a client container on the nodes' network"));
@@ -192,8 +206,9 @@ pub fn needs(case: &Case, objects: &[Value]) -> BTreeSet<Need> {
             NodePick::Index(i) if i < usize::MAX => {
                 out.insert(Need::Nodes(i + 1));
             }
+            // Any node kube-proxy runs on, tainted or not.
             NodePick::Without(_) => {
-                out.insert(Need::SchedulableNodes(2));
+                out.insert(Need::Nodes(2));
             }
             _ => {}
         }
@@ -412,6 +427,30 @@ mod tests {
         assert!(!fit.contains(&&"prefer-same-node".to_string()));
         // Sent from a node without the backends: not on one node.
         assert!(!fit.contains(&&"clusterip-basic".to_string()));
+    }
+
+    #[test]
+    fn a_tainted_control_plane_is_a_node_for_the_client() {
+        let all = catalog_needs();
+        // Two nodes, the control plane tainted: the backends all land on the
+        // worker, a client pod on the control plane is on a node without them.
+        let capacity = Capacity {
+            nodes: vec!["cp".into(), "w1".into()],
+            ..one_node("w1")
+        };
+        for case in [
+            "clusterip-basic",
+            "multi-port",
+            "affinity-clientip",
+            "nodeport-local",
+        ] {
+            assert_eq!(unmet(&all[case], &capacity), Vec::<String>::new(), "{case}");
+        }
+        // A DaemonSet backend on two nodes still needs two schedulable ones.
+        assert_eq!(
+            unmet(&all["prefer-same-node"], &capacity),
+            vec!["needs 2 schedulable nodes; plain has 1 (w1)"]
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub async fn vars(jig: &Jig, templates: &[String]) -> Result<BTreeMap<String, St
 /// call to the API: the namespace and shares of the cluster's EndpointSlice
 /// size limit. Fixtures are rendered with these before they are applied.
 pub fn known_vars(jig: &Jig, templates: &[String]) -> BTreeMap<String, String> {
-    let mut vars = template::slice_share_vars(jig.max_endpoints_per_slice, templates);
+    let mut vars = template::slice_share_vars(jig.size.max_endpoints_per_slice, templates);
     vars.insert("namespace".to_string(), jig.namespace.clone());
     vars
 }
@@ -123,7 +123,7 @@ pub async fn node(jig: &Jig, pick: &NodePick) -> Result<(String, String), String
             .into_iter()
             .map(|p| p.node)
             .collect(),
-        NodePick::Index(_) => BTreeSet::new(),
+        NodePick::Index(_) | NodePick::Each => BTreeSet::new(),
     };
     pick.pick(&nodes, &pod_nodes).cloned()
 }

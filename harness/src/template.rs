@@ -134,6 +134,9 @@ pub enum NodePick {
     /// `${nodeIP:hosting=<selector>}`: the first node running a pod
     /// matching the selector, ready or not (a terminating pod counts).
     Hosting(String),
+    /// `${nodeIP:each}` in a check's probe: the check runs once per node,
+    /// each time with that node's address ([`each_node`]).
+    Each,
 }
 
 impl NodePick {
@@ -141,6 +144,7 @@ impl NodePick {
     pub fn parse(spec: &str) -> Option<NodePick> {
         match (spec.parse::<usize>(), spec.split_once('=')) {
             (Ok(i), _) => Some(NodePick::Index(i)),
+            _ if spec == "each" => Some(NodePick::Each),
             (_, Some(("without", sel))) => Some(NodePick::Without(sel.to_string())),
             (_, Some(("with", sel))) => Some(NodePick::With(sel.to_string())),
             (_, Some(("hosting", sel))) => Some(NodePick::Hosting(sel.to_string())),
@@ -154,6 +158,7 @@ impl NodePick {
             NodePick::With(sel) => format!("with={sel}"),
             NodePick::Without(sel) => format!("without={sel}"),
             NodePick::Hosting(sel) => format!("hosting={sel}"),
+            NodePick::Each => "each".into(),
         }
     }
 
@@ -170,6 +175,11 @@ impl NodePick {
                 nodes.iter().find(|(n, _)| pod_nodes.contains(n))
             }
             NodePick::Without(_) => nodes.iter().find(|(n, _)| !pod_nodes.contains(n)),
+            NodePick::Each => {
+                return Err(format!(
+                    "{EACH_NODE_IP} picks no one node: it belongs in a check's probe, which then runs once per node"
+                ))
+            }
         };
         found.ok_or_else(|| {
             let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
@@ -178,6 +188,7 @@ impl NodePick {
                 NodePick::With(sel) => format!("node with ready pods {sel}"),
                 NodePick::Without(sel) => format!("node without ready pods {sel}"),
                 NodePick::Hosting(sel) => format!("node running pods {sel}"),
+                NodePick::Each => unreachable!("returned above"),
             };
             format!(
                 "found no {what} among [{}] (pods on [{}])",
@@ -186,6 +197,30 @@ impl NodePick {
             )
         })
     }
+}
+
+/// The placeholder that makes a check one per node.
+pub const EACH_NODE_IP: &str = "${nodeIP:each}";
+
+/// `check` once per node of a cluster of `nodes` when its probe names
+/// [`EACH_NODE_IP`] (the n-th named `<name>-node-<n>`, sending to
+/// `${nodeIP:<n>}`), else as it is: "every node" stays every node on a
+/// cluster of any size.
+pub fn each_node(check: &crate::model::Check, nodes: usize) -> Vec<crate::model::Check> {
+    let probe = serde_json::to_string(&check.probe).unwrap_or_default();
+    if !probe.contains(EACH_NODE_IP) {
+        return vec![check.clone()];
+    }
+    (0..nodes)
+        .filter_map(|i| {
+            let probe = probe.replace(EACH_NODE_IP, &format!("${{nodeIP:{i}}}"));
+            Some(crate::model::Check {
+                name: format!("{}-node-{i}", check.name),
+                probe: serde_json::from_str(&probe).ok()?,
+                ..check.clone()
+            })
+        })
+        .collect()
 }
 
 impl Placeholder {
@@ -359,6 +394,39 @@ pub fn render_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_check_sent_to_each_node_is_one_check_per_node() {
+        let check: crate::model::Check = serde_saphyr::from_str(
+            "{name: every-node, from: external, probe: {http: {target: \"${nodeIP:each}:${nodePort:web}\"}}, expect: [allOk]}",
+        )
+        .unwrap();
+        let each = each_node(&check, 2);
+        let named: Vec<(&str, String)> = each
+            .iter()
+            .map(|c| (c.name.as_str(), serde_json::to_string(&c.probe).unwrap()))
+            .collect();
+        assert_eq!(named.len(), 2);
+        assert_eq!(named[1].0, "every-node-node-1");
+        assert!(
+            named[1].1.contains("${nodeIP:1}:${nodePort:web}"),
+            "{named:?}"
+        );
+        assert_eq!(each[0].expect, check.expect);
+        // Any other check stays one.
+        let one: crate::model::Check = serde_saphyr::from_str(
+            "{name: n, from: external, probe: {http: {target: \"${nodeIP:0}:80\"}}, expect: [allOk]}",
+        )
+        .unwrap();
+        let kept: Vec<String> = each_node(&one, 3).into_iter().map(|c| c.name).collect();
+        assert_eq!(kept, ["n"]);
+        // Rendered unexpanded, it says where it belongs.
+        let nodes = [("n0".to_string(), "10.0.0.1".to_string())];
+        let err = NodePick::Each
+            .pick(&nodes, &Default::default())
+            .unwrap_err();
+        assert!(err.contains("runs once per node"), "{err}");
+    }
 
     #[test]
     fn finds_placeholders_with_their_keys() {

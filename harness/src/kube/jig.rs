@@ -12,7 +12,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use super::wait::{self, WaitError};
-use crate::model::{FamilyRank, IpFamily, Readiness, DEFAULT_MAX_ENDPOINTS_PER_SLICE};
+use crate::model::{ClusterSize, FamilyRank, IpFamily, Readiness};
 use crate::template::{PodFact, SliceFact};
 
 /// How long a LoadBalancer Service that nothing implements is watched to
@@ -53,9 +53,9 @@ pub struct Jig {
     /// in `family` ([`Jig::manifest`]).
     pub dual_stack: bool,
     /// The cluster's EndpointSlice size limit (kube-controller-manager's
-    /// `--max-endpoints-per-slice`): what `${maxEndpointsPerSlice:N%}` and
-    /// a count written so are shares of.
-    pub max_endpoints_per_slice: u32,
+    /// `--max-endpoints-per-slice`: what `${maxEndpointsPerSlice:N%}` and a
+    /// count written so are shares of) and node count (`${nodes}`).
+    pub size: ClusterSize,
 }
 
 /// The label the EndpointSlice controller (and kube-proxy) ties a slice to
@@ -87,17 +87,13 @@ impl Jig {
             namespace,
             family: IpFamily::Ipv4,
             dual_stack: false,
-            max_endpoints_per_slice: DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+            size: ClusterSize::UNREAD,
         }
     }
 
-    /// The same jig on a cluster whose EndpointSlices hold at most `max`
-    /// endpoints.
-    pub fn with_max_endpoints_per_slice(self, max: u32) -> Self {
-        Jig {
-            max_endpoints_per_slice: max,
-            ..self
-        }
+    /// The same jig on a cluster of this size.
+    pub fn with_size(self, size: ClusterSize) -> Self {
+        Jig { size, ..self }
     }
 
     /// The same jig, sending from the client pods of namespace `clients`.
@@ -118,7 +114,7 @@ impl Jig {
     pub fn in_namespace(&self, namespace: String) -> Self {
         Jig::new(self.client.clone(), namespace)
             .with_family(self.family, self.dual_stack)
-            .with_max_endpoints_per_slice(self.max_endpoints_per_slice)
+            .with_size(self.size)
     }
 
     /// An object as the case applies it, in the jig's family (see
@@ -258,7 +254,7 @@ impl Jig {
                     slices_of(service),
                     format!("EndpointSlices of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoint_slices_ready(ready.on(self.max_endpoints_per_slice), ports),
+                    wait::endpoint_slices_ready(ready.on(self.size), ports),
                 )
                 .await
             }
@@ -292,10 +288,7 @@ impl Jig {
                     pods,
                     format!("EndpointSlice addresses of Service {service} in ns {ns}"),
                     deadline,
-                    wait::endpoint_slices_match_ready_pods(
-                        ready.on(self.max_endpoints_per_slice),
-                        families,
-                    ),
+                    wait::endpoint_slices_match_ready_pods(ready.on(self.size), families),
                 )
                 .await
             }

@@ -469,14 +469,35 @@ impl std::fmt::Display for SliceShare {
     }
 }
 
-/// A number of ready endpoints: as written (`ready: 3`), or a share of the
+/// A number of ready endpoints: as written (`ready: 3`), a share of the
 /// cluster's EndpointSlice size limit (`ready: "${maxEndpointsPerSlice:120%}"`),
-/// so a case about sharding needs only a few pods more than one slice holds.
+/// so a case about sharding needs only a few pods more than one slice holds,
+/// or the cluster's node count (`ready: "${nodes}"`): the client pods, one
+/// per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "CountText", into = "CountText")]
 pub enum Count {
     Fixed(usize),
     SliceShare(SliceShare),
+    Nodes,
+}
+
+/// What a [`Count`] written relative to the cluster is counted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterSize {
+    /// kube-controller-manager's `--max-endpoints-per-slice`.
+    pub max_endpoints_per_slice: u32,
+    /// Every node, schedulable or not (the client DaemonSet tolerates any
+    /// taint).
+    pub nodes: usize,
+}
+
+impl ClusterSize {
+    /// Before the cluster was read: the controller's default limit, one node.
+    pub const UNREAD: ClusterSize = ClusterSize {
+        max_endpoints_per_slice: DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+        nodes: 1,
+    };
 }
 
 #[derive(Serialize, Deserialize)]
@@ -491,13 +512,14 @@ impl TryFrom<CountText> for Count {
     fn try_from(raw: CountText) -> Result<Count, String> {
         match raw {
             CountText::Number(n) => Ok(Count::Fixed(n)),
+            CountText::Text(t) if t == "${nodes}" => Ok(Count::Nodes),
             CountText::Text(t) => t
                 .strip_prefix("${maxEndpointsPerSlice:")
                 .and_then(|rest| rest.strip_suffix('}'))
                 .and_then(SliceShare::parse)
                 .map(Count::SliceShare)
                 .ok_or_else(|| {
-                    format!("{t:?} is not a count: a number or \"${{maxEndpointsPerSlice:<percent>%[+<n>]}}\"")
+                    format!("{t:?} is not a count: a number, \"${{nodes}}\" or \"${{maxEndpointsPerSlice:<percent>%[+<n>]}}\"")
                 }),
         }
     }
@@ -510,17 +532,18 @@ impl From<Count> for CountText {
             Count::SliceShare(share) => {
                 CountText::Text(format!("${{maxEndpointsPerSlice:{share}}}"))
             }
+            Count::Nodes => CountText::Text("${nodes}".into()),
         }
     }
 }
 
 impl Count {
-    /// The number on a cluster whose EndpointSlices hold at most
-    /// `max_endpoints_per_slice` endpoints.
-    pub fn on(self, max_endpoints_per_slice: u32) -> usize {
+    /// The number on a cluster of this size.
+    pub fn on(self, size: ClusterSize) -> usize {
         match self {
             Count::Fixed(n) => n,
-            Count::SliceShare(share) => share.of(max_endpoints_per_slice) as usize,
+            Count::SliceShare(share) => share.of(size.max_endpoints_per_slice) as usize,
+            Count::Nodes => size.nodes,
         }
     }
 
@@ -528,7 +551,7 @@ impl Count {
     pub fn fixed(self) -> Option<usize> {
         match self {
             Count::Fixed(n) => Some(n),
-            Count::SliceShare(_) => None,
+            Count::SliceShare(_) | Count::Nodes => None,
         }
     }
 }
@@ -538,6 +561,7 @@ impl std::fmt::Display for Count {
         match self {
             Count::Fixed(n) => write!(f, "{n}"),
             Count::SliceShare(share) => write!(f, "{share} of maxEndpointsPerSlice"),
+            Count::Nodes => f.write_str("${nodes} (one per node)"),
         }
     }
 }
@@ -1563,13 +1587,19 @@ sabotage:
         let Readiness::EndpointSlices { ready, .. } = read("3").unwrap() else {
             panic!("not endpointSlices")
         };
-        assert_eq!((ready.on(20), ready.fixed()), (3, Some(3)));
+        let on = |ready: &Count, max_endpoints_per_slice| {
+            ready.on(ClusterSize {
+                max_endpoints_per_slice,
+                nodes: 2,
+            })
+        };
+        assert_eq!((on(&ready, 20), ready.fixed()), (3, Some(3)));
         let share = read("\"${maxEndpointsPerSlice:120%}\"").unwrap();
         let Readiness::EndpointSlices { ready, .. } = &share else {
             panic!("not endpointSlices")
         };
         assert_eq!(
-            (ready.on(20), ready.on(100), ready.fixed()),
+            (on(ready, 20), on(ready, 100), ready.fixed()),
             (24, 120, None)
         );
         assert_eq!(
@@ -1580,7 +1610,11 @@ sabotage:
         let Readiness::EndpointSlices { ready, .. } = &stale else {
             panic!("not endpointSlices")
         };
-        assert_eq!((ready.on(20), ready.on(100)), (25, 121));
+        assert_eq!((on(ready, 20), on(ready, 100)), (25, 121));
+        let Readiness::EndpointSlices { ready, .. } = read("\"${nodes}\"").unwrap() else {
+            panic!("not endpointSlices")
+        };
+        assert_eq!((on(&ready, 100), ready.fixed()), (2, None));
         let err = read("\"${maxEndpointsPerSlice:lots}\"")
             .unwrap_err()
             .to_string();

@@ -17,8 +17,8 @@ pub use audit::{
 };
 pub use case::{
     before_release, Action, Addon, AddressPool, Case, CaseError, Catalog, Check, ClientPlacement,
-    ClientPods, Count, FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity, Probe,
-    Readiness, RefusalSabotage, RefusedBefore, Sabotage, SliceShare, Step, CLIENT_NAME,
+    ClientPods, ClusterSize, Count, FamilyRank, ModeSwitch, ObjectPatch, ObjectRef, PodSecurity,
+    Probe, Readiness, RefusalSabotage, RefusedBefore, Sabotage, SliceShare, Step, CLIENT_NAME,
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, REQUEST_TIMEOUT_MS,
 };
 pub use dataplane::{unprogrammed, Dataplane, NodeDataplane, ProxyHealth, ServiceProxy};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::{join_all, BoxFuture};
 use tokio::sync::RwLock;
 
+use super::check::CheckError;
 use super::clients::SharedClients;
 use crate::cluster::metallb::{MetallbSource, OnFirstUse};
 use crate::cluster::undo::{self, Undo};
@@ -20,8 +21,8 @@ use crate::kube::jig::Jig;
 use crate::kube::manifest;
 use crate::kube::namespace;
 use crate::model::{
-    Action, Addon, Case, CaseKey, CaseOutcome, CaseResult, ClientPods, Deadlines, IpFamily,
-    Readiness, RefusedBefore, Variant,
+    scaled, Action, Addon, Case, CaseKey, CaseOutcome, CaseResult, ClientPods, ClusterSize,
+    Deadlines, IpFamily, Readiness, RefusedBefore, Variant,
 };
 use crate::steps;
 use crate::template;
@@ -39,6 +40,11 @@ const MANY_PODS: u64 = 50;
 
 /// Between two attempts of a case's checks.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a check's placement may miss the same way (no client pod where
+/// it asks for one, the pods it chooses among unchanged) before the case
+/// ends in an error: Ready pods that stay put for this long have been placed.
+const PLACEMENT_SETTLE: Duration = Duration::from_secs(5);
 
 /// Runs cases on one ready cluster.
 pub struct CaseRunner {
@@ -334,7 +340,7 @@ impl CaseRunner {
                 let dual_stack = self.cluster.info.families.len() > 1;
                 let jig = Jig::new(client.clone(), ns.clone())
                     .with_family(in_family, dual_stack)
-                    .with_max_endpoints_per_slice(self.max_endpoints_per_slice());
+                    .with_size(self.size());
                 let outcome = match refusal {
                     Some(r) => {
                         self.expect_refusal(&jig, case, r, variant, &mut evidence)
@@ -433,18 +439,19 @@ impl CaseRunner {
         }
     }
 
-    /// The cluster's EndpointSlice size limit, as read with what the
-    /// cluster offers (the default where that could not be read).
-    fn max_endpoints_per_slice(&self) -> u32 {
+    /// The cluster's EndpointSlice size limit and node count, as read with
+    /// what the cluster offers ([`ClusterSize::UNREAD`] where that could
+    /// not be read).
+    fn size(&self) -> ClusterSize {
         match self.capacity.get() {
-            Some(Ok(capacity)) => capacity.max_endpoints_per_slice,
-            _ => crate::model::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+            Some(Ok(capacity)) => capacity.size(),
+            _ => ClusterSize::UNREAD,
         }
     }
 
     /// The pods the case's fixtures start on this cluster.
     fn pods_started(&self, case: &Case) -> u64 {
-        pods_started(case, &self.fixtures, self.max_endpoints_per_slice())
+        pods_started(case, &self.fixtures, self.size().max_endpoints_per_slice)
     }
 
     /// The run of a case on an API server that refuses one of its objects
@@ -832,9 +839,16 @@ impl CaseRunner {
         want_pass: bool,
         evidence: &mut Vec<String>,
     ) -> CaseOutcome {
+        let checks: Vec<_> = checks
+            .iter()
+            .flat_map(|c| template::each_node(c, self.size().nodes))
+            .collect();
+        let checks = &checks[..];
         let started = Instant::now();
         let mut attempt = 0;
         let mut first_miss = None;
+        // The placement miss of the attempts before, and since when.
+        let mut no_client: Option<(String, Instant)> = None;
         loop {
             attempt += 1;
             let last = started.elapsed() >= self.deadlines.propagation;
@@ -845,7 +859,7 @@ impl CaseRunner {
             // timeout). A pass still needs every check of one attempt, and
             // the last attempt runs them all, so a failure lists each miss.
             let stop_at_failure = !want_pass || !last;
-            let outcome = self
+            let (outcome, miss) = self
                 .run_checks(jig, checks, stop_at_failure, &mut attempt_evidence)
                 .await;
             let settled = match &outcome {
@@ -853,7 +867,24 @@ impl CaseRunner {
                 CaseOutcome::Failed { .. } => !want_pass,
                 _ => false,
             };
-            if settled || last {
+            // kube-proxy catching up cannot heal a placement miss, only the
+            // pods moving: one that stays the same ends the retries early.
+            let placed = match (miss, &no_client) {
+                (Some(m), Some((before, since))) if m == *before => {
+                    since.elapsed() >= scaled(PLACEMENT_SETTLE)
+                }
+                (miss, _) => {
+                    no_client = miss.map(|m| (m, Instant::now()));
+                    false
+                }
+            };
+            if placed {
+                attempt_evidence.push(format!(
+                    "the client placement missed the same way for {}s: the pods it chooses among do not move",
+                    scaled(PLACEMENT_SETTLE).as_secs()
+                ));
+            }
+            if settled || last || placed {
                 if attempt > 1 {
                     let first = first_miss.map(|m| format!(" (attempt 1: {m})"));
                     evidence.push(format!(
@@ -873,14 +904,15 @@ impl CaseRunner {
     }
 
     /// Every check once: the first mismatch is the failure message, an
-    /// error (no observation) is an error.
+    /// error (no observation) is an error; with it, the placement miss that
+    /// ended the attempt, if one did.
     async fn run_checks(
         &self,
         jig: &Jig,
         checks: &[crate::model::Check],
         stop_at_failure: bool,
         evidence: &mut Vec<String>,
-    ) -> CaseOutcome {
+    ) -> (CaseOutcome, Option<String>) {
         let mut failures = Vec::new();
         for check in checks {
             match self.check(jig, check, evidence).await {
@@ -894,14 +926,14 @@ impl CaseRunner {
                         break;
                     }
                 }
-                Err(message) => {
-                    return CaseOutcome::Error {
-                        message: format!("{}: {message}", check.name),
-                    }
+                Err(e) => {
+                    let message = format!("{}: {e}", check.name);
+                    let miss = matches!(e, CheckError::NoClient(_)).then(|| message.clone());
+                    return (CaseOutcome::Error { message }, miss);
                 }
             }
         }
-        match failures.first() {
+        let outcome = match failures.first() {
             None => CaseOutcome::Passed,
             Some(first) => {
                 if failures.len() > 1 {
@@ -911,7 +943,8 @@ impl CaseRunner {
                     message: first.clone(),
                 }
             }
-        }
+        };
+        (outcome, None)
     }
 
     /// All waits at once (they watch different objects), each within

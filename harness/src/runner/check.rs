@@ -17,6 +17,30 @@ use crate::resolve;
 use crate::template::{Facts, PodFact};
 use crate::verdict;
 
+/// Why a check has no observation.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum CheckError {
+    /// No client pod where the placement asks for one, among Ready pods that
+    /// have been placed: only their moving could heal it.
+    NoClient(String),
+    /// The API, a probe, a fact: another attempt may see otherwise.
+    Other(String),
+}
+
+impl From<String> for CheckError {
+    fn from(message: String) -> Self {
+        CheckError::Other(message)
+    }
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::NoClient(m) | CheckError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
 impl CaseRunner {
     /// Runs one check; `Ok` holds the mismatches (empty: it passed).
     pub(super) async fn check(
@@ -24,7 +48,7 @@ impl CaseRunner {
         jig: &Jig,
         check: &crate::model::Check,
         evidence: &mut Vec<String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, CheckError> {
         let in_family = crate::model::Check {
             probe: check.probe.in_family(jig.family),
             ..check.clone()
@@ -90,13 +114,14 @@ impl CaseRunner {
         jig: &Jig,
         check: &crate::model::Check,
         facts: &Facts,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, CheckError> {
         if check.from == ClientPlacement::External {
             probe::external::run(&check.probe, facts).await
         } else if check.from == ClientPlacement::ExternalContainer {
-            let docker = self.cluster.docker.as_ref().ok_or(
-                "a check from a fresh container outside the cluster needs docker (kind clusters)",
-            )?;
+            let docker = self.cluster.docker.as_ref().ok_or_else(|| {
+                "a check from a fresh container outside the cluster needs docker (kind clusters)"
+                    .to_string()
+            })?;
             let image = self
                 .fixtures
                 .image_map()
@@ -116,7 +141,7 @@ impl CaseRunner {
             };
             probe::run_in_pod(jig, &from, &check.probe, facts).await
         }
-        .map_err(|e| cluster_error_chain(&e))
+        .map_err(|e| CheckError::Other(cluster_error_chain(&e)))
     }
 
     /// What the API server answers a dry-run update of `object` with.
@@ -249,7 +274,7 @@ impl CaseRunner {
         jig: &Jig,
         placement: &ClientPlacement,
         facts: &Facts,
-    ) -> Result<PodFact, String> {
+    ) -> Result<PodFact, CheckError> {
         if let ClientPlacement::Pod(sel) = placement {
             // By name, like every other choice: the same pod each attempt.
             return facts
@@ -257,7 +282,7 @@ impl CaseRunner {
                 .get(sel)
                 .and_then(|pods| pods.first())
                 .cloned()
-                .ok_or_else(|| format!("no Ready pod {sel} to send from"));
+                .ok_or_else(|| CheckError::Other(format!("no Ready pod {sel} to send from")));
         }
         let clients = jig
             .client_pods()
@@ -306,10 +331,10 @@ impl CaseRunner {
         };
         chosen.cloned().ok_or_else(|| {
             let on: BTreeSet<String> = clients.iter().map(|c| c.node.clone()).collect();
-            format!(
+            CheckError::NoClient(format!(
                 "no client pod on {wanted}; client pods run on {}",
                 join(&on)
-            )
+            ))
         })
     }
 }
