@@ -15,9 +15,7 @@ use crate::fixture::{Fixtures, PROBE_IMAGE, SVCCONF_IMAGE};
 use crate::kube::manifest::ImageMap;
 use crate::migrate::Migration;
 use crate::model::{Addon, Case, Event, IpFamilies, IpFamily, ProxyMode, Variant};
-use crate::report::{
-    JsonReporter, JunitReporter, Reporter, Reporters, SonobuoyResults, TerminalReporter,
-};
+use crate::report::{ReportFiles, Reporters, SonobuoyResults, TerminalReporter};
 use crate::runner::{self, Clusters, Deadlines, Provider, RunPlan};
 use crate::{Error, Exit};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -301,16 +299,13 @@ impl Target {
 }
 
 impl RunArgs {
-    fn junit(&self) -> PathBuf {
-        self.junit
-            .clone()
-            .unwrap_or_else(|| self.report_dir.join("junit.xml"))
-    }
-
-    fn json(&self) -> PathBuf {
-        self.json
-            .clone()
-            .unwrap_or_else(|| self.report_dir.join("report.json"))
+    /// `--junit` and `--json`, else their names in `--report-dir`.
+    fn report_files(&self) -> ReportFiles {
+        let default = ReportFiles::in_dir(&self.report_dir);
+        ReportFiles {
+            junit: self.junit.clone().unwrap_or(default.junit),
+            json: self.json.clone().or(default.json),
+        }
     }
 }
 
@@ -418,25 +413,19 @@ fn write_done(results: &SonobuoyResults, junit: &std::path::Path) {
 }
 
 fn sonobuoy_setup_failure(results: &SonobuoyResults, reason: &str) {
-    let junit = results.dir.join("junit.xml");
-    let mut reporters = Reporters::new(vec![Box::new(JunitReporter::new(junit.clone()))]);
-    for event in [
-        Event::RunStarted { planned: vec![] },
-        Event::SetupFailed {
-            reason: reason.to_string(),
-        },
-        Event::RunFinished {
-            seconds: 0.0,
-            interrupted: false,
-        },
-    ] {
+    let files = ReportFiles {
+        junit: results.dir.join("junit.xml"),
+        json: None,
+    };
+    let mut reporters = Reporters::new(files.reporters(None));
+    for event in Event::setup_failure(reason.to_string(), 0.0, false) {
         reporters.handle(&event);
     }
     let (_, errors) = reporters.finish();
     for e in errors {
         eprintln!("svcconf: error: {}", cluster::error_chain(&e));
     }
-    write_done(results, &junit);
+    write_done(results, &files.junit);
 }
 
 /// Parses the process's arguments, runs the command, and exits as [`Exit`] says.
@@ -821,13 +810,8 @@ async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
         args.junit = None;
         args.json = None;
     }
-    let (junit, json) = (args.junit(), args.json());
-    let reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(TerminalReporter::stderr()),
-        Box::new(JunitReporter::new(junit.clone())),
-        Box::new(JsonReporter::new(json.clone())),
-    ];
-    let (events_tx, reporting) = crate::report::spawn(reporters);
+    let files = args.report_files();
+    let (events_tx, reporting) = files.spawn(Some(Box::new(TerminalReporter::stderr())));
     let cancel_rx = runner::cancel_on_signal("deleting what this run created");
     let started = std::time::Instant::now();
     let mut cancelled = cancel_rx.clone();
@@ -844,14 +828,8 @@ async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
     let exit = match prepared {
         Err((reason, exit)) => {
             eprintln!("svcconf: error: {reason}");
-            for event in [
-                Event::RunStarted { planned: vec![] },
-                Event::SetupFailed { reason },
-                Event::RunFinished {
-                    seconds: started.elapsed().as_secs_f64(),
-                    interrupted: exit == Exit::Interrupted,
-                },
-            ] {
+            let seconds = started.elapsed().as_secs_f64();
+            for event in Event::setup_failure(reason, seconds, exit == Exit::Interrupted) {
                 let _ = events_tx.send(event);
             }
             drop(events_tx);
@@ -872,13 +850,13 @@ async fn run(cases: Option<&Path>, mut args: RunArgs, plugin: bool) -> Exit {
     let (_record, errors) = reporting.await.expect("reporter task");
     // sonobuoy's worker waits for this, whatever happened before.
     if let Some(results) = &sonobuoy {
-        write_done(results, &junit);
+        write_done(results, &files.junit);
     }
     if let Some(e) = errors.into_iter().next() {
         eprintln!("svcconf: error: {}", cluster::error_chain(&e));
         return Exit::BadInput;
     }
-    eprintln!("reports: {} {}", junit.display(), json.display());
+    eprintln!("reports: {files}");
     exit
 }
 
@@ -918,7 +896,7 @@ mod tests {
             args.target.proxy_mode,
             Some(Modes(vec![ProxyMode::Nftables, ProxyMode::Iptables]))
         );
-        assert_eq!(args.junit(), PathBuf::from("out/j.xml"));
+        assert_eq!(args.report_files().junit, PathBuf::from("out/j.xml"));
         assert!(args.keep_cluster && args.sabotage);
         assert_eq!(args.target.image_map, Some(PathBuf::from("m.yaml")));
         assert_eq!(args.target.kubernetes_version.as_deref(), Some("v1.36.3"));
@@ -934,11 +912,17 @@ mod tests {
     fn defaults_write_reports_under_the_report_dir() {
         let args = run_args(&["svcconf", "run"]);
         assert_eq!(args.target.proxy_mode, None);
-        assert_eq!(args.junit(), PathBuf::from("svcconf-report/junit.xml"));
-        assert_eq!(args.json(), PathBuf::from("svcconf-report/report.json"));
+        assert_eq!(
+            args.report_files().junit,
+            PathBuf::from("svcconf-report/junit.xml")
+        );
+        assert_eq!(
+            args.report_files().json,
+            Some(PathBuf::from("svcconf-report/report.json"))
+        );
         assert_eq!(args.concurrency, 6);
         let args = run_args(&["svcconf", "run", "--report-dir", "out"]);
-        assert_eq!(args.junit(), PathBuf::from("out/junit.xml"));
+        assert_eq!(args.report_files().junit, PathBuf::from("out/junit.xml"));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! use std::sync::Arc;
 //! use svcconf_harness::{catalog::Project, fixture::Fixtures, kube::manifest::ImageMap};
 //! use svcconf_harness::model::{ProxyMode, Variant};
-//! use svcconf_harness::report::{self, JunitReporter, Reporter};
+//! use svcconf_harness::report::ReportFiles;
 //! use svcconf_harness::runner::{Clusters, Deadlines, Provider, Session};
 //!
 //! let project = Project::built_in();
@@ -29,8 +29,9 @@
 //! let provider = Provider::Kubeconfig { source: Default::default(), kind: None, preload: vec![] };
 //! let clusters = Clusters::new(provider, Deadlines::default());
 //! let fixtures = Arc::new(Fixtures::new(project, ImageMap::default()));
-//! let junit: Box<dyn Reporter> = Box::new(JunitReporter::new("junit.xml".into()));
-//! let (events, reporting) = report::spawn(vec![junit]);
+//! // JUnit only, no progress shown (`Some(reporter)` adds one).
+//! let files = ReportFiles { junit: "junit.xml".into(), json: None };
+//! let (events, reporting) = files.spawn(None);
 //! // The one API the CLI, `cargo test --features kind` and the bench drive.
 //! let session = Session::new(clusters, fixtures, Deadlines::default(), events);
 //! let runner = session.runner(ProxyMode::Iptables).await?;

@@ -16,9 +16,7 @@ use tokio::sync::watch;
 use crate::cluster::proxy_mode::{self, Rules};
 use crate::fixture::Fixtures;
 use crate::model::{scaled, CaseOutcome, CaseResult, Dataplane, ProxyMode};
-use crate::report::{
-    self, JsonReporter, JunitReporter, ModeState, Reporter, RunRecord, TerminalReporter,
-};
+use crate::report::{self, ModeState, ReportFiles, RunRecord, TerminalReporter};
 use crate::runner::{self, Clusters, Deadlines, Provider, RunPlan};
 use crate::Exit;
 
@@ -171,12 +169,8 @@ impl Migration {
         cancel: &watch::Receiver<bool>,
     ) -> (RunRecord, Exit) {
         let dir = self.report_dir.join(phase);
-        let reporters: Vec<Box<dyn Reporter>> = vec![
-            Box::new(TerminalReporter::stderr()),
-            Box::new(JunitReporter::new(dir.join("junit.xml"))),
-            Box::new(JsonReporter::new(dir.join("report.json"))),
-        ];
-        let (events, reporting) = report::spawn(reporters);
+        let (events, reporting) =
+            ReportFiles::in_dir(&dir).spawn(Some(Box::new(TerminalReporter::stderr())));
         let mut plan = self.plan.clone();
         plan.modes = vec![mode];
         plan.logs_dir = Some(dir.join("logs"));

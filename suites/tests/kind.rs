@@ -21,9 +21,7 @@ use std::time::Instant;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use svcconf_harness::cluster::{self, Kit};
 use svcconf_harness::model::{Case, CaseKey, CaseOutcome, CaseResult, Event, ProxyMode, Variant};
-use svcconf_harness::report::{
-    self, table, JsonReporter, JunitReporter, RecordedRun, ReportError, Reporter, RunRecord,
-};
+use svcconf_harness::report::{table, RecordedRun, ReportError, ReportFiles, Reporter, RunRecord};
 use svcconf_harness::runner::{self, Clusters, Deadlines, Session};
 use tokio::sync::{mpsc, OnceCell};
 
@@ -185,11 +183,11 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let (events, reporting) = {
         let _entered = runtime.enter();
-        report::spawn(vec![
-            Box::new(ProgressLines) as Box<dyn Reporter>,
-            Box::new(JunitReporter::new(junit.clone())),
-            Box::new(JsonReporter::new(junit.with_extension("json"))),
-        ])
+        ReportFiles {
+            junit: junit.clone(),
+            json: Some(junit.with_extension("json")),
+        }
+        .spawn(Some(Box::new(ProgressLines)))
     };
     let shared = Arc::new(Shared {
         runtime,

@@ -161,23 +161,17 @@ impl Kind {
 
     /// Names of the kind clusters that exist.
     pub async fn clusters(&self) -> Result<Vec<String>, KindError> {
-        let out = command::run(&self.bin, &["get", "clusters"], scaled(SHORT_DEADLINE)).await?;
-        Ok(out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+        self.names(&["get", "clusters"]).await
     }
 
     /// Names of the node containers of the cluster `name`.
     pub async fn nodes(&self, name: &str) -> Result<Vec<String>, KindError> {
-        let out = command::run(
-            &self.bin,
-            &["get", "nodes", "--name", name],
-            scaled(SHORT_DEADLINE),
-        )
-        .await?;
+        self.names(&["get", "nodes", "--name", name]).await
+    }
+
+    /// The names `kind get ...` prints, one a line.
+    async fn names(&self, args: &[&str]) -> Result<Vec<String>, KindError> {
+        let out = command::run(&self.bin, args, scaled(SHORT_DEADLINE)).await?;
         Ok(out
             .lines()
             .map(str::trim)

@@ -18,6 +18,23 @@ use crate::model::{scaled, ObjectPatch};
 pub const FIELD_MANAGER: &str = "svcconf";
 const CRD_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Attempts of one apply the API server answered with a storage timeout.
+const APPLY_ATTEMPTS: u32 = 4;
+
+/// The API server could not reach its storage in time (etcd under load, as
+/// in an emulated VM): a 500, 503 or 504, or the ClusterIP allocator's 422
+/// `failed to allocate IP: etcdserver: request timed out`. A server-side
+/// apply is idempotent, so the same apply may simply be sent again.
+fn storage_timeout(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => {
+            matches!(status.code, 500 | 503 | 504)
+                || status.message.contains("etcdserver: request timed out")
+        }
+        _ => false,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("{kind} {name}: the cluster does not serve {api_version}")]
@@ -143,18 +160,19 @@ impl Applier {
             .unwrap_or("default");
         let object: DynamicObject =
             serde_json::from_value(doc.clone()).map_err(ApplyError::malformed(&kind, &name))?;
-        self.api(namespace, &ar, &caps)
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(|source| ApplyError::Refused {
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
+        let api = self.api(namespace, &ar, &caps);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut attempt = 1;
+        loop {
+            match api.patch(&name, &params, &Patch::Apply(&object)).await {
+                Err(e) if storage_timeout(&e) && attempt < APPLY_ATTEMPTS => {
+                    tokio::time::sleep(scaled(Duration::from_secs(u64::from(attempt)))).await;
+                    attempt += 1;
+                }
+                Err(source) => return Err(ApplyError::Refused { kind, name, source }),
+                Ok(_) => break,
+            }
+        }
         if is_crd {
             let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
             let established = await_condition(crds, &name, conditions::is_crd_established());
@@ -301,7 +319,29 @@ fn warning_text(header: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::warning_text;
+    use super::{storage_timeout, warning_text};
+    use kube::core::Status;
+
+    #[test]
+    fn an_apply_is_sent_again_only_after_a_storage_timeout() {
+        let api = |code, message: &str| {
+            kube::Error::Api(Status::failure(message, "").with_code(code).boxed())
+        };
+        // Seen in the ipvs VM lane: the ClusterIP allocator's 422.
+        assert!(storage_timeout(&api(
+            422,
+            "Service \"other\" is invalid: spec.clusterIPs: Invalid value: [\"\"]: failed to allocate IP: etcdserver: request timed out"
+        )));
+        assert!(storage_timeout(&api(
+            504,
+            "the server was unable to return a response in the time allotted"
+        )));
+        assert!(!storage_timeout(&api(
+            422,
+            "spec.ports[0].port: Invalid value: 0"
+        )));
+        assert!(!storage_timeout(&api(403, "forbidden")));
+    }
 
     #[test]
     fn reads_warning_headers() {

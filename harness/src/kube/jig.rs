@@ -324,15 +324,14 @@ impl Jig {
                 self.with_service_events(witness, waited).await?;
                 // The implementation has served the witness, applied at the
                 // same time; a few seconds more show it leaves `service` alone.
-                let what = format!("Service {service} in ns {ns}");
                 match self.wait_ingress(service, PENDING_WINDOW).await {
                     Err(WaitError::Deadline { .. }) => Ok(format!(
-                        "{what}: no EXTERNAL-IP {}s after {witness} got one",
+                        "no EXTERNAL-IP {}s after {witness} got one",
                         PENDING_WINDOW.as_secs()
                     )),
                     Err(other) => Err(other),
                     Ok(_) => Err(WaitError::Unexpected {
-                        what,
+                        what: format!("Service {service} in ns {ns}"),
                         status: format!(
                             "got an EXTERNAL-IP ({}), expected it to stay Pending: no \
                              implementation serves it (the Service {witness} got its address)",

@@ -248,6 +248,21 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// What a run that could not start any case reports: it started with
+    /// nothing planned, failed for `reason`, and finished.
+    pub fn setup_failure(reason: String, seconds: f64, interrupted: bool) -> [Event; 3] {
+        [
+            Event::RunStarted { planned: vec![] },
+            Event::SetupFailed { reason },
+            Event::RunFinished {
+                seconds,
+                interrupted,
+            },
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ pub use record::{ModeState, RunRecord};
 pub use sonobuoy::SonobuoyResults;
 pub use terminal::{table, TerminalReporter};
 
+use std::path::{Path, PathBuf};
+
 use crate::model::Event;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,55 @@ pub fn spawn(
         reporters.finish()
     });
     (tx, task)
+}
+
+/// Where a run's reports are written: the one place a run's reporters are
+/// put together (`svcconf run`, each phase of `svcconf migrate`, the kind
+/// tests, a sonobuoy run that could not start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportFiles {
+    pub junit: PathBuf,
+    /// `None`: JUnit only (all sonobuoy reads).
+    pub json: Option<PathBuf>,
+}
+
+impl ReportFiles {
+    /// `junit.xml` and `report.json` in `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        ReportFiles {
+            junit: dir.join("junit.xml"),
+            json: Some(dir.join("report.json")),
+        }
+    }
+
+    /// `progress` (what the caller shows while the run goes: the terminal's
+    /// live view, a test harness's lines), then one reporter per file.
+    pub fn reporters(&self, progress: Option<Box<dyn Reporter>>) -> Vec<Box<dyn Reporter>> {
+        let mut reporters: Vec<Box<dyn Reporter>> = progress.into_iter().collect();
+        reporters.push(Box::new(JunitReporter::new(self.junit.clone())));
+        if let Some(json) = &self.json {
+            reporters.push(Box::new(JsonReporter::new(json.clone())));
+        }
+        reporters
+    }
+
+    /// [`spawn`] over [`ReportFiles::reporters`].
+    pub fn spawn(
+        &self,
+        progress: Option<Box<dyn Reporter>>,
+    ) -> (tokio::sync::mpsc::UnboundedSender<Event>, RecordedRun) {
+        spawn(self.reporters(progress))
+    }
+}
+
+impl std::fmt::Display for ReportFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.junit.display())?;
+        match &self.json {
+            Some(json) => write!(f, " {}", json.display()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Writes `contents` to `path`, creating parent directories.
