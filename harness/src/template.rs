@@ -175,11 +175,7 @@ impl NodePick {
                 nodes.iter().find(|(n, _)| pod_nodes.contains(n))
             }
             NodePick::Without(_) => nodes.iter().find(|(n, _)| !pod_nodes.contains(n)),
-            NodePick::Each => {
-                return Err(format!(
-                    "{EACH_NODE_IP} picks no one node: it belongs in a check's probe, which then runs once per node"
-                ))
-            }
+            NodePick::Each => None,
         };
         found.ok_or_else(|| {
             let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
@@ -188,7 +184,9 @@ impl NodePick {
                 NodePick::With(sel) => format!("node with ready pods {sel}"),
                 NodePick::Without(sel) => format!("node without ready pods {sel}"),
                 NodePick::Hosting(sel) => format!("node running pods {sel}"),
-                NodePick::Each => unreachable!("returned above"),
+                NodePick::Each => format!(
+                    "one node for {EACH_NODE_IP} (it belongs in a check's probe, which then runs once per node)"
+                ),
             };
             format!(
                 "found no {what} among [{}] (pods on [{}])",
@@ -205,20 +203,23 @@ pub const EACH_NODE_IP: &str = "${nodeIP:each}";
 /// `check` once per node of a cluster of `nodes` when its probe names
 /// [`EACH_NODE_IP`] (the n-th named `<name>-node-<n>`, sending to
 /// `${nodeIP:<n>}`), else as it is: "every node" stays every node on a
-/// cluster of any size.
+/// cluster of any size. Never no check: with no node counted, the one for
+/// node 0 fails to resolve and says so.
 pub fn each_node(check: &crate::model::Check, nodes: usize) -> Vec<crate::model::Check> {
-    let probe = serde_json::to_string(&check.probe).unwrap_or_default();
+    let probe = serde_json::to_string(&check.probe).expect("a probe serializes");
     if !probe.contains(EACH_NODE_IP) {
         return vec![check.clone()];
     }
-    (0..nodes)
-        .filter_map(|i| {
+    (0..nodes.max(1))
+        .map(|i| {
+            // The placeholder sits inside a JSON string and its replacement
+            // has no character JSON escapes: the probe reads back.
             let probe = probe.replace(EACH_NODE_IP, &format!("${{nodeIP:{i}}}"));
-            Some(crate::model::Check {
+            crate::model::Check {
                 name: format!("{}-node-{i}", check.name),
-                probe: serde_json::from_str(&probe).ok()?,
+                probe: serde_json::from_str(&probe).expect("a probe with a node index reads back"),
                 ..check.clone()
-            })
+            }
         })
         .collect()
 }
@@ -420,6 +421,8 @@ mod tests {
         .unwrap();
         let kept: Vec<String> = each_node(&one, 3).into_iter().map(|c| c.name).collect();
         assert_eq!(kept, ["n"]);
+        // No node counted still leaves a check to run (and fail).
+        assert_eq!(each_node(&check, 0).len(), 1);
         // Rendered unexpanded, it says where it belongs.
         let nodes = [("n0".to_string(), "10.0.0.1".to_string())];
         let err = NodePick::Each

@@ -839,9 +839,10 @@ impl CaseRunner {
         want_pass: bool,
         evidence: &mut Vec<String>,
     ) -> CaseOutcome {
+        let nodes = self.size().nodes;
         let checks: Vec<_> = checks
             .iter()
-            .flat_map(|c| template::each_node(c, self.size().nodes))
+            .flat_map(|c| template::each_node(c, nodes))
             .collect();
         let checks = &checks[..];
         let started = Instant::now();
